@@ -1,0 +1,40 @@
+"""Pure-PyTorch reference of the block_linear op contract (DESIGN.md). Every kernel is tested against it.
+
+y = act(((x * m_in) @ weight.T + bias) * m_out), with m_in / m_out the channel masks expanded from
+the active block lists. Masking is done by selection (masked_fill), not multiplication, so values in
+inactive blocks (even inf/NaN) never reach the result, exactly as kernels that never read them.
+Autograd through this function gives the gradients of the contract.
+"""
+import torch
+
+ACTIVATIONS = ("none", "relu")
+
+
+def num_blocks(features: int, block_size: int) -> int:
+    """Number of channel blocks; the last block may be shorter than block_size."""
+    return -(-features // block_size)
+
+
+def channel_mask(blocks, features: int, block_size: int, device=None) -> torch.Tensor:
+    """Bool mask over `features` channels, True in the listed blocks (None = all blocks)."""
+    if blocks is None:
+        return torch.ones(features, dtype=torch.bool, device=device)
+    block_of_channel = torch.arange(features, device=blocks.device) // block_size
+    active = torch.zeros(num_blocks(features, block_size), dtype=torch.bool, device=blocks.device)
+    active[blocks.long()] = True
+    return active[block_of_channel].to(device if device is not None else blocks.device)
+
+
+def block_linear(x, weight, bias, in_blocks, out_blocks, block_size, activation="none"):
+    out_features, in_features = weight.shape
+    m_in = channel_mask(in_blocks, in_features, block_size, x.device)
+    m_out = channel_mask(out_blocks, out_features, block_size, x.device)
+    x_active = x.masked_fill(~m_in, 0)
+    w_active = weight.masked_fill(~(m_out[:, None] & m_in[None, :]), 0)
+    y = torch.nn.functional.linear(x_active, w_active, bias)
+    y = y.masked_fill(~m_out, 0)
+    if activation == "relu":
+        y = torch.relu(y)
+    elif activation != "none":
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    return y

@@ -1,0 +1,64 @@
+// Op schemas of the `amgp` library and the pybind11 module amgp_kernels._C.
+// Device implementations register themselves in csrc/cpu and csrc/cuda.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#ifndef AMGP_CUDA_ARCHS
+#define AMGP_CUDA_ARCHS ""
+#endif
+#ifndef AMGP_CUDA_VERSION
+#define AMGP_CUDA_VERSION ""
+#endif
+#ifndef AMGP_TORCH_VERSION
+#define AMGP_TORCH_VERSION ""
+#endif
+
+TORCH_LIBRARY(amgp, m) {
+  // y = act(((x * m_in) @ weight.T + bias) * m_out), see DESIGN.md "The op contract".
+  m.def(
+      "block_linear(Tensor x, Tensor weight, Tensor? bias, Tensor? in_blocks, "
+      "Tensor? out_blocks, int block_size, str activation) -> Tensor");
+  // Gradients of block_linear. `y` is the forward output (needed for relu).
+  // Gradients not asked for by output_mask come back as empty tensors.
+  m.def(
+      "block_linear_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor? y, "
+      "Tensor? in_blocks, Tensor? out_blocks, int block_size, str activation, "
+      "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+}
+
+#ifdef AMGP_WITH_CUDA
+namespace amgp {
+int cuda_runtime_version();  // csrc/cuda/runtime_info.cu
+}
+#endif
+
+namespace {
+
+pybind11::dict build_info() {
+  pybind11::dict info;
+  pybind11::list backends;
+  backends.append("cpu");
+#ifdef AMGP_WITH_CUDA
+  backends.append("cuda");
+#endif
+  info["backends"] = backends;
+  info["torch_version"] = AMGP_TORCH_VERSION;
+  info["cuda_version"] = AMGP_CUDA_VERSION;
+  info["cuda_archs"] = AMGP_CUDA_ARCHS;
+#ifdef AMGP_WITH_CUDA
+  info["cuda_runtime_version"] = amgp::cuda_runtime_version();
+#endif
+#ifdef _OPENMP
+  info["openmp"] = true;
+#else
+  info["openmp"] = false;
+#endif
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "amgp compiled kernels: registers the torch.ops.amgp operators";
+  m.def("build_info", &build_info, "What this build of amgp_kernels._C contains.");
+}

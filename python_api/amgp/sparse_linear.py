@@ -1,0 +1,194 @@
+"""SparseLinear: a drop-in nn.Linear whose GEMMs run over active channel blocks only."""
+import math
+
+import torch
+from torch import nn
+
+import amgp_kernels
+
+from .masks import as_block_mask, channel_mask, mask_to_indices, num_blocks
+
+_MASKS = ("out_mask", "in_mask")
+
+
+def _compiling():
+    return hasattr(torch, "compiler") and hasattr(torch.compiler, "is_compiling") and torch.compiler.is_compiling()
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class SparseLinear(nn.Module):
+    """y = act(x @ weight.T + bias) over the active blocks of `in_mask` (input channels) and
+    `out_mask` (output channels). Inactive output channels are exact zeros, inactive weight blocks
+    get exactly zero gradient.
+
+    Same parameter names, shapes and default init as nn.Linear. Masks are bool buffers with one entry
+    per block of `block_size` channels (the last block may be shorter); an all-active mask is left out
+    of state_dict, so a full-density layer's state_dict is exactly nn.Linear's, and a missing mask loads
+    as all-active. Change masks with set_out_mask / set_in_mask (an in-place edit of a mask buffer is
+    noticed too); the int32 index lists the kernels use are rebuilt only when a mask changes.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, block_size=32, device=None, dtype=None,
+                 activation="none", backend=None):
+        super().__init__()
+        _check_positive_int(in_features, "in_features")
+        _check_positive_int(out_features, "out_features")
+        _check_positive_int(block_size, "block_size")
+        if activation not in ("none", "relu"):
+            raise ValueError(f"activation must be 'none' or 'relu', got {activation!r}")
+        if backend is not None and backend not in amgp_kernels.BACKENDS:
+            raise ValueError(f"backend must be one of {amgp_kernels.BACKENDS} or None, got {backend!r}")
+        factory = {"device": device, "dtype": dtype}
+        self.in_features = in_features
+        self.out_features = out_features
+        self.block_size = block_size
+        self.activation = activation
+        self.backend = backend
+        self.weight = nn.Parameter(torch.empty((out_features, in_features), **factory))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self.register_buffer("out_mask", torch.ones(num_blocks(out_features, block_size), dtype=torch.bool, device=device))
+        self.register_buffer("in_mask", torch.ones(num_blocks(in_features, block_size), dtype=torch.bool, device=device))
+        # Cached active block lists (None = all active); rebuilt when a mask changes.
+        self.register_buffer("out_index", None, persistent=False)
+        self.register_buffer("in_index", None, persistent=False)
+        self._index_keys = {}
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """nn.Linear's default initialisation."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.in_features
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    # ----- masks -------------------------------------------------------------------------------
+    @property
+    def n_out_blocks(self):
+        return num_blocks(self.out_features, self.block_size)
+
+    @property
+    def n_in_blocks(self):
+        return num_blocks(self.in_features, self.block_size)
+
+    def set_out_mask(self, mask):
+        """Activate exactly the output blocks where `mask` (bool, one per block) is True."""
+        self._set_mask("out_mask", mask)
+
+    def set_in_mask(self, mask):
+        """Activate exactly the input blocks where `mask` (bool, one per block) is True."""
+        self._set_mask("in_mask", mask)
+
+    def _set_mask(self, name, mask):
+        buffer = getattr(self, name)
+        mask = as_block_mask(mask, buffer.numel(), name, device=buffer.device)
+        with torch.no_grad():
+            buffer.copy_(mask)  # in place: keeps masks tied across layers (SparseMLP)
+        self.refresh_indices()
+
+    def _mask_key(self, name):
+        mask = getattr(self, name)
+        return (mask.data_ptr(), mask.device, mask._version)
+
+    def refresh_indices(self, force=False):
+        """Rebuild the cached index lists of masks that changed since they were built."""
+        for name, index_name in zip(_MASKS, ("out_index", "in_index")):
+            key = self._mask_key(name)
+            if force or self._index_keys.get(name) != key:
+                mask = getattr(self, name)
+                setattr(self, index_name, mask_to_indices(mask))
+                self._index_keys[name] = key
+
+    @property
+    def out_channel_mask(self):
+        """Bool (out_features,): True for active output channels."""
+        return channel_mask(self.out_index, self.out_features, self.block_size, self.weight.device)
+
+    @property
+    def in_channel_mask(self):
+        """Bool (in_features,): True for active input channels."""
+        return channel_mask(self.in_index, self.in_features, self.block_size, self.weight.device)
+
+    @property
+    def weight_mask(self):
+        """Bool (out_features, in_features): True where the weight is active."""
+        return self.out_channel_mask[:, None] & self.in_channel_mask[None, :]
+
+    @property
+    def density(self):
+        """Fraction of weight entries in active blocks (1.0 = dense)."""
+        self.refresh_indices()
+        return float(self.out_channel_mask.sum()) * float(self.in_channel_mask.sum()) / (
+            self.out_features * self.in_features)
+
+    # ----- forward -----------------------------------------------------------------------------
+    def forward(self, x):
+        if not _compiling():
+            self.refresh_indices()
+        return amgp_kernels.block_linear(
+            x, self.weight, self.bias, self.in_index, self.out_index, self.block_size, self.activation,
+            backend=self.backend, validate=False,
+        )
+
+    def extra_repr(self):
+        act = f", activation={self.activation}" if self.activation != "none" else ""
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"block_size={self.block_size}, density={self.density:.3f}{act}")
+
+    # ----- conversion --------------------------------------------------------------------------
+    @classmethod
+    def from_linear(cls, linear, block_size=32, activation="none", backend=None):
+        """A SparseLinear (all blocks active) with `linear`'s weights, device and dtype."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, block_size=block_size,
+                    device=linear.weight.device, dtype=linear.weight.dtype, activation=activation, backend=backend)
+        with torch.no_grad():
+            layer.weight.copy_(linear.weight)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        return layer
+
+    def to_linear(self):
+        """An nn.Linear computing this layer's function (inactive blocks as zeros). The fused
+        activation, if any, is not part of nn.Linear: apply it after."""
+        self.refresh_indices()
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                           device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(self.weight.masked_fill(~self.weight_mask, 0))
+            if self.bias is not None:
+                linear.bias.copy_(self.bias.masked_fill(~self.out_channel_mask, 0))
+        return linear
+
+    # ----- state_dict: masks only when something is pruned ------------------------------------
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for name in _MASKS:
+            if bool(getattr(self, name).all()):
+                destination.pop(prefix + name, None)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        absent = [name for name in _MASKS if prefix + name not in state_dict]
+        for name in _MASKS:
+            key = prefix + name
+            if key in state_dict:
+                value = state_dict[key]
+                if isinstance(value, torch.Tensor) and value.dtype != torch.bool:
+                    error_msgs.append(f"{key} must be a bool mask, got dtype {value.dtype}")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        for name in absent:
+            if prefix + name in missing_keys:
+                missing_keys.remove(prefix + name)
+            with torch.no_grad():
+                getattr(self, name).fill_(True)
+        self.refresh_indices(force=True)
