@@ -1,0 +1,47 @@
+"""Testing utilities shared by every backend's tests: random masks and inputs, poisoned outputs,
+per-dtype tolerances, and a comparison against amgp_kernels.reference."""
+import torch
+
+from . import reference
+
+# (atol, rtol) per dtype for a kernel vs the fp64-accumulated reference, K up to a few thousand.
+TOLERANCES = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-4, 1e-4),
+    torch.float16: (2e-2, 1e-2),
+    torch.bfloat16: (1e-1, 2e-2),
+}
+
+POISON = float("nan")
+
+
+def random_blocks(n_blocks, kind, generator=None, device="cpu"):
+    """Sorted int32 block indices. kind: "all" (None), "none" (empty), "single", or a density in (0, 1)."""
+    if kind == "all":
+        return None
+    if kind == "none":
+        return torch.empty(0, dtype=torch.int32, device=device)
+    count = 1 if kind == "single" else max(1, round(float(kind) * n_blocks))
+    chosen = torch.randperm(n_blocks, generator=generator)[:count]
+    return chosen.sort().values.to(torch.int32).to(device)
+
+
+def poisoned_like(t):
+    """A tensor shaped like t, full of NaN: any element a kernel fails to write shows up."""
+    return torch.full_like(t, POISON)
+
+
+def assert_close_to_reference(actual, expected, dtype, what="output"):
+    atol, rtol = TOLERANCES[dtype]
+    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=rtol, equal_nan=True,
+                               msg=lambda m: f"{what} ({dtype}): {m}")
+
+
+def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y):
+    """Reference output and gradients, computed in float64 from the given (possibly low-precision) inputs."""
+    x64 = x.detach().double().requires_grad_()
+    w64 = weight.detach().double().requires_grad_()
+    b64 = bias.detach().double().requires_grad_() if bias is not None else None
+    y = reference.block_linear(x64, w64, b64, in_blocks, out_blocks, block_size, activation)
+    y.backward(grad_y.double())
+    return y.detach(), x64.grad, w64.grad, (b64.grad if b64 is not None else None)
