@@ -9,7 +9,10 @@ except ImportError as error:  # not built, or built against another torch
 else:
     LOAD_ERROR = None
 
+# Read once: backend choice runs on every call (and inside torch.compile traces).
+COMPILED_BACKENDS = tuple(_C.build_info()["backends"]) if _C is not None else ()
+
 
 def compiled_backends():
     """Backends compiled into _C ("cpu", and "cuda" when the CUDA sources were built)."""
-    return list(_C.build_info()["backends"]) if _C is not None else []
+    return list(COMPILED_BACKENDS)

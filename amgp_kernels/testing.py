@@ -1,8 +1,11 @@
 """Testing utilities shared by every backend's tests: random masks and inputs, poisoned outputs,
 per-dtype tolerances, and a comparison against amgp_kernels.reference."""
+import contextlib
+
 import torch
 
 from . import reference
+from ._extension import _C
 
 # (atol, rtol) per dtype for a kernel vs the fp64-accumulated reference, K up to a few thousand.
 TOLERANCES = {
@@ -26,6 +29,19 @@ def random_blocks(n_blocks, kind, generator=None, device="cpu"):
     return chosen.sort().values.to(torch.int32).to(device)
 
 
+@contextlib.contextmanager
+def poisoned_outputs():
+    """Compiled kernels fill every new output with NaN before writing it, so unwritten elements show."""
+    if _C is None:
+        yield
+        return
+    _C.set_poison_outputs(True)
+    try:
+        yield
+    finally:
+        _C.set_poison_outputs(False)
+
+
 def poisoned_like(t):
     """A tensor shaped like t, full of NaN: any element a kernel fails to write shows up."""
     return torch.full_like(t, POISON)
@@ -37,11 +53,21 @@ def assert_close_to_reference(actual, expected, dtype, what="output"):
                                msg=lambda m: f"{what} ({dtype}): {m}")
 
 
-def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y):
-    """Reference output and gradients, computed in float64 from the given (possibly low-precision) inputs."""
+def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, y_actual=None):
+    """Reference output and gradients, computed in float64 from the given (possibly low-precision) inputs.
+
+    With `y_actual` (the kernel's output) the ReLU gate of the backward is taken from it: in low precision an
+    output within rounding of zero may fall on either side, and the gate must match the output the kernel saved.
+    """
     x64 = x.detach().double().requires_grad_()
     w64 = weight.detach().double().requires_grad_()
     b64 = bias.detach().double().requires_grad_() if bias is not None else None
-    y = reference.block_linear(x64, w64, b64, in_blocks, out_blocks, block_size, activation)
-    y.backward(grad_y.double())
+    pre = reference.block_linear(x64, w64, b64, in_blocks, out_blocks, block_size, "none")
+    if activation == "relu":
+        gate = (y_actual.detach() > 0) if y_actual is not None else (pre.detach() > 0)
+        pre.backward(grad_y.double() * gate)
+        y = torch.relu(pre)
+    else:
+        pre.backward(grad_y.double())
+        y = pre
     return y.detach(), x64.grad, w64.grad, (b64.grad if b64 is not None else None)

@@ -3,6 +3,8 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "outputs.h"
+
 #ifndef AMGP_CUDA_ARCHS
 #define AMGP_CUDA_ARCHS ""
 #endif
@@ -31,6 +33,13 @@ namespace amgp {
 int cuda_runtime_version();  // csrc/cuda/runtime_info.cu
 }
 #endif
+
+namespace amgp {
+std::atomic<bool>& poison_outputs() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+}  // namespace amgp
 
 namespace {
 
@@ -61,4 +70,6 @@ pybind11::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "amgp compiled kernels: registers the torch.ops.amgp operators";
   m.def("build_info", &build_info, "What this build of amgp_kernels._C contains.");
+  m.def("set_poison_outputs", [](bool on) { amgp::poison_outputs().store(on); },
+        "Test mode: fill new outputs with NaN before kernels write them.");
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "block_runs.h"
+#include "outputs.h"
 
 #include <cmath>
 
@@ -125,7 +126,7 @@ Tensor forward_2d(const Tensor& x, const Tensor& weight, const c10::optional<Ten
   Tensor bias = bias_opt.has_value() ? *bias_opt : Tensor();
   if (bias.defined()) bias = bias.contiguous();
 
-  Tensor y = at::empty({batch, out_f}, x.options());
+  Tensor y = new_output({batch, out_f}, x.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "block_linear_cpu", [&] {
     const scalar_t* b = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
     Tensor x_p = x, w_p = weight;
@@ -234,7 +235,7 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
       if (in_runs.all) {
         grad_x = dx_p;
       } else {
-        grad_x = at::empty({batch, in_f}, x.options());
+        grad_x = new_output({batch, in_f}, x.options());
         const scalar_t* s = dx_p.const_data_ptr<scalar_t>();
         scalar_t* o = grad_x.mutable_data_ptr<scalar_t>();
         at::parallel_for(0, batch, kRowGrain, [&](int64_t begin, int64_t end) {
@@ -256,7 +257,7 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
       if (in_runs.all && out_runs.all) {
         grad_w = dw_p;
       } else {
-        grad_w = at::empty({out_f, in_f}, w.options());
+        grad_w = new_output({out_f, in_f}, w.options());
         const scalar_t* s = dw_p.const_data_ptr<scalar_t>();
         scalar_t* o = grad_w.mutable_data_ptr<scalar_t>();
         // Row i of dw_p is output channel out_channel[i]; other rows are zero.
