@@ -16,6 +16,7 @@
 
 #include "block_runs.h"
 #include "outputs.h"
+#include "workspace.h"
 
 #include <cmath>
 
@@ -131,11 +132,11 @@ Tensor forward_2d(const Tensor& x, const Tensor& weight, const c10::optional<Ten
     const scalar_t* b = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
     Tensor x_p = x, w_p = weight;
     if (!in_runs.all) {
-      x_p = at::empty({batch, in_runs.channels}, x.options());
+      x_p = scratch(Scratch::kInput, batch, in_runs.channels, x.options());
       pack_columns(x.const_data_ptr<scalar_t>(), in_f, batch, in_runs, x_p.mutable_data_ptr<scalar_t>());
     }
     if (!in_runs.all || !out_runs.all) {
-      w_p = at::empty({out_runs.channels, in_runs.channels}, weight.options());
+      w_p = scratch(Scratch::kWeight, out_runs.channels, in_runs.channels, weight.options());
       pack_submatrix(weight.const_data_ptr<scalar_t>(), in_f, out_runs, in_runs,
                      w_p.mutable_data_ptr<scalar_t>());
     }
@@ -146,7 +147,8 @@ Tensor forward_2d(const Tensor& x, const Tensor& weight, const c10::optional<Ten
       if (act == Activation::kRelu) y.relu_();
       return;
     }
-    Tensor y_p = at::mm(x_p, w_p.t());
+    Tensor y_p = scratch(Scratch::kOutput, batch, out_runs.channels, x.options());
+    at::mm_out(y_p, x_p, w_p.t());
     const scalar_t* yp = y_p.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, batch, kRowGrain, [&](int64_t begin, int64_t end) {
@@ -203,9 +205,10 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
     // dy' = dy through the activation, restricted to the active output channels.
     Tensor dy_p = dy;
     if (relu || !out_runs.all) {
-      dy_p = at::empty({batch, out_runs.channels}, dy.options());
+      dy_p = scratch(Scratch::kGrad, batch, out_runs.channels, dy.options());
       const scalar_t* g = dy.const_data_ptr<scalar_t>();
-      const scalar_t* yv = relu ? y_opt->reshape({-1, out_f}).contiguous().const_data_ptr<scalar_t>() : nullptr;
+      const Tensor y2 = relu ? y_opt->reshape({-1, out_f}).contiguous() : Tensor();
+      const scalar_t* yv = relu ? y2.const_data_ptr<scalar_t>() : nullptr;
       scalar_t* d = dy_p.mutable_data_ptr<scalar_t>();
       at::parallel_for(0, batch, kRowGrain, [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
@@ -227,14 +230,15 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
 
     if (output_mask[0]) {
       const Tensor w_p = (in_runs.all && out_runs.all) ? w : [&] {
-        Tensor t = at::empty({out_runs.channels, in_runs.channels}, w.options());
+        Tensor t = scratch(Scratch::kWeight, out_runs.channels, in_runs.channels, w.options());
         pack_submatrix(w.const_data_ptr<scalar_t>(), in_f, out_runs, in_runs, t.mutable_data_ptr<scalar_t>());
         return t;
       }();
-      Tensor dx_p = at::mm(dy_p, w_p);
       if (in_runs.all) {
-        grad_x = dx_p;
+        grad_x = at::mm(dy_p, w_p);
       } else {
+        Tensor dx_p = scratch(Scratch::kOutput, batch, in_runs.channels, x.options());
+        at::mm_out(dx_p, dy_p, w_p);
         grad_x = new_output({batch, in_f}, x.options());
         const scalar_t* s = dx_p.const_data_ptr<scalar_t>();
         scalar_t* o = grad_x.mutable_data_ptr<scalar_t>();
@@ -250,13 +254,14 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
     if (output_mask[1]) {
       Tensor x_p = x2;
       if (!in_runs.all) {
-        x_p = at::empty({batch, in_runs.channels}, x.options());
+        x_p = scratch(Scratch::kInput, batch, in_runs.channels, x.options());
         pack_columns(x2.const_data_ptr<scalar_t>(), in_f, batch, in_runs, x_p.mutable_data_ptr<scalar_t>());
       }
-      Tensor dw_p = at::mm(dy_p.t(), x_p);
       if (in_runs.all && out_runs.all) {
-        grad_w = dw_p;
+        grad_w = at::mm(dy_p.t(), x_p);
       } else {
+        Tensor dw_p = scratch(Scratch::kOutput, out_runs.channels, in_runs.channels, w.options());
+        at::mm_out(dw_p, dy_p.t(), x_p);
         grad_w = new_output({out_f, in_f}, w.options());
         const scalar_t* s = dw_p.const_data_ptr<scalar_t>();
         scalar_t* o = grad_w.mutable_data_ptr<scalar_t>();
