@@ -45,7 +45,7 @@ DTYPES = {
 INTERPRETED = {"triton": not GPU}
 MAX_FEATURES = {"triton": 40 if not GPU else 160, "cuda": 160}
 MAX_BATCH = {"triton": 6 if not GPU else 24}
-DEFAULT_EXAMPLES = {"triton": 120 if not GPU else 300}
+DEFAULT_EXAMPLES = {"triton": 200 if not GPU else 300}
 LONG_EXAMPLES = int(os.environ.get("AMGP_FUZZ_LONG_EXAMPLES", "1000"))
 
 CASES_RUN = defaultdict(lambda: defaultdict(int))  # backend -> run kind -> cases checked

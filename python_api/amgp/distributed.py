@@ -11,6 +11,7 @@ import os
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 def is_distributed():
@@ -18,7 +19,11 @@ def is_distributed():
 
 
 def rank():
-    return dist.get_rank() if is_distributed() else 0
+    """This process's rank: from the process group, else (before it is joined or after it is left)
+    from torchrun's environment, else 0."""
+    if is_distributed():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched_with_several_ranks() else 0
 
 
 def world_size():
@@ -119,3 +124,25 @@ def differing_state(module, src=0):
         if not torch.equal(reference, value):
             differ.append(name)
     return differ
+
+
+class _CallMethod(nn.Module):
+    """DistributedDataParallel hooks forward(); this forward() calls another method (e.g. logits)."""
+
+    def __init__(self, module, method):
+        super().__init__()
+        self.module = module
+        self.method = method
+
+    def forward(self, *args, **kwargs):
+        return getattr(self.module, self.method)(*args, **kwargs)
+
+
+def data_parallel(model, method="forward"):
+    """A callable running model.<method> that, across several ranks, goes through
+    DistributedDataParallel (gradients averaged over ranks); in one process the method itself."""
+    if not is_distributed():
+        return getattr(model, method)
+    device = next(model.parameters()).device
+    wrapped = model if method == "forward" else _CallMethod(model, method)
+    return nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if device.type == "cuda" else None)
