@@ -134,6 +134,7 @@ DEMO_FLAGS = {
     "sizes too few": (["--sizes", "16-1"], "--sizes"),
     "sizes zero width": (["--sizes", "16-0-1"], "--sizes"),
     "seed text": (["--seed", "x"], "--seed"),
+    "backend not runnable on the CPU": (["--backend", "cuda"], "--backend cuda"),
     "unknown flag": (["--bogus"], "--bogus"),
 }
 
