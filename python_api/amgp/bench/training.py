@@ -1,0 +1,161 @@
+"""Training-step benchmarks (forward + loss + backward + optimizer step), dense vs pruned at density d.
+
+"mlp": the bottom and top MLPs of a DLRM config as a SparseMLP stack, the top MLP reading the
+bottom MLP's output concatenated with a stand-in for the interaction features (DLRM's layout).
+Compared: the same stack of plain nn.Linear + ReLU, the SparseMLP stack with every block active
+(AMGP's dense phase) and pruned to each density (its sparse phase).
+"dlrm": the full amgp.DLRM (embeddings, interaction, both MLPs), dense phase vs sparse phase.
+"""
+import copy
+import sys
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import SparseLinear, SparseMLP, prune_blocks
+from . import metrics
+from .cases import DLRM_CONFIGS
+from .timing import measure
+
+MODELS = ("mlp", "dlrm")
+LEARNING_RATE = 0.01
+
+
+class DLRMUnavailableError(RuntimeError):
+    """amgp.DLRM (the DLRM wrapper) is not importable in this installation."""
+
+
+def dlrm_class():
+    """amgp.DLRM, or a DLRMUnavailableError saying why not."""
+    try:
+        from .. import DLRM
+    except ImportError as error:
+        raise DLRMUnavailableError(
+            f"the DLRM training benchmark needs amgp.DLRM, which this installation lacks ({error}); "
+            "use --training-model mlp for the SparseMLP-stack training benchmark") from error
+    return DLRM
+
+
+class MLPStack(nn.Module):
+    """DLRM's bottom MLP -> concat with interaction features -> top MLP (logit out)."""
+
+    def __init__(self, bottom, top):
+        super().__init__()
+        self.bottom, self.top = bottom, top
+
+    def forward(self, dense, interaction):
+        return self.top(torch.cat([self.bottom(dense), interaction], dim=1))
+
+
+def _torch_mlp(widths, last_relu, device, dtype):
+    layers = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b, device=device, dtype=dtype))
+        if i < len(widths) - 2 or last_relu:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def mlp_stack(config_name, kind, block_size=32, backend=None, device="cpu", dtype=torch.float32):
+    """The MLP stack of a DLRM config; kind "torch" (nn.Linear) or "sparse" (SparseMLP)."""
+    config = DLRM_CONFIGS[config_name]
+    if kind == "torch":
+        return MLPStack(_torch_mlp(config["bottom"], True, device, dtype),
+                        _torch_mlp(config["top"], False, device, dtype))
+    factory = {"block_size": block_size, "backend": backend, "device": device, "dtype": dtype}
+    return MLPStack(SparseMLP(config["bottom"], last_activation="relu", **factory),
+                    SparseMLP(config["top"], **factory))
+
+
+def mlp_batches(config_name, batch, copies, device, dtype, seed=0):
+    """Pre-made ((dense, interaction), label) batches to rotate through."""
+    config = DLRM_CONFIGS[config_name]
+    interaction = config["top"][0] - config["bottom"][-1]
+    generator = torch.Generator().manual_seed(seed)
+    return [((torch.randn(batch, config["bottom"][0], generator=generator).to(device, dtype),
+              torch.randn(batch, interaction, generator=generator).to(device, dtype)),
+             torch.randint(0, 2, (batch, 1), generator=generator).to(device, dtype)) for _ in range(copies)]
+
+
+def mlp_weight_density(model):
+    """Active fraction of all SparseLinear weights (FLOP fraction of the MLP GEMMs); 1.0 without any."""
+    layers = [m for m in model.modules() if isinstance(m, SparseLinear)]
+    if not layers:
+        return 1.0
+    total = sum(layer.in_features * layer.out_features for layer in layers)
+    return sum(layer.density * layer.in_features * layer.out_features for layer in layers) / total
+
+
+def training_step(model, batches, optimizer):
+    """step(i): one SGD step on batch i % len(batches)."""
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def step(i):
+        inputs, label = batches[i % len(batches)]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(*inputs), label)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _variants(dense_sparse, densities, torch_model=None):
+    """(method, density, model, optimizer) for the baseline, the dense phase and each sparse phase."""
+    if torch_model is not None:
+        yield "torch_mlp", 1.0, torch_model
+    yield "dense_phase", 1.0, dense_sparse
+    for density in densities:
+        if density < 1.0:
+            pruned = copy.deepcopy(dense_sparse)
+            prune_blocks(pruned, density)
+            yield "sparse_phase", density, pruned
+
+
+def run_training_benchmarks(model_kinds, config_name, batch, densities, device="cpu", dtype=torch.float32,
+                            block_size=32, backend=None, warmup=3, repeats=10, copies=3, seed=0, progress=True):
+    """Rows of training-step timings for each model kind in `model_kinds` ("mlp", "dlrm")."""
+    plans = []
+    for kind in model_kinds:
+        if kind == "mlp":
+            torch.manual_seed(seed)
+            sparse = mlp_stack(config_name, "sparse", block_size, backend, device, dtype)
+            baseline = mlp_stack(config_name, "torch", device=device, dtype=dtype)
+            plans.append((f"mlp:{config_name}", sparse, baseline, mlp_batches(config_name, batch, copies, device,
+                                                                                dtype, seed)))
+        elif kind == "dlrm":
+            model, batches = dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size, backend,
+                                                    seed)
+            plans.append((f"dlrm:{config_name}", model, None, batches))
+        else:
+            raise ValueError(f"training model must be one of {MODELS}, got {kind!r}")
+    sparse_count = sum(1 for d in densities if d < 1.0)
+    total = sum(2 + sparse_count - (baseline is None) for _, _, baseline, _ in plans)
+    rows = []
+    with tqdm(total=total, desc="amgp-bench training", unit="model", file=sys.stderr, disable=not progress) as bar:
+        for name, sparse, baseline, batches in plans:
+            group = []
+            for method, density, model in _variants(sparse, densities, baseline):
+                bar.set_postfix_str(f"{name} {method} d={density:g}")
+                optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+                timing = measure(training_step(model, batches, optimizer), warmup, repeats, device)
+                group.append({"model": name, "batch": batch, "method": method, "density": density,
+                              "weight_density": mlp_weight_density(model), "dtype": str(dtype).replace("torch.", ""),
+                              "block_size": block_size, "error": None, **timing.summary()})
+                bar.update()
+            _add_training_ratios(group)
+            rows += group
+    return rows
+
+
+def _add_training_ratios(group):
+    by_method = {r["method"]: r["median_ms"] for r in group if r["method"] != "sparse_phase"}
+    for row in group:
+        row["speedup_vs_torch"] = metrics.speedup(by_method.get("torch_mlp"), row["median_ms"])
+        row["speedup_vs_dense_phase"] = metrics.speedup(by_method.get("dense_phase"), row["median_ms"])
+
+
+def dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size, backend, seed):
+    """An amgp.DLRM of the config and pre-made batches for it."""
+    raise dlrm_class() and NotImplementedError("wired to amgp.DLRM once its interface is merged")
