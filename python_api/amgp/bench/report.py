@@ -67,7 +67,7 @@ def training_table(rows):
     header = ["model", "batch", "method", "density", "MLP weight density", "median ms", "IQR ms",
               "speedup vs nn.Linear", "speedup vs dense phase"]
     lines = [[r["model"], r["batch"], r["method"], f"{r['density']:g}", f"{r['weight_density']:.3f}",
-              _ms(r["median_ms"]), _spread(r), _ratio(r.get("speedup_vs_torch"), "x"),
+              _ms(r["median_ms"]), _spread(r), _ratio(r.get("speedup_vs_nn_linear"), "x"),
               _ratio(r.get("speedup_vs_dense_phase"), "x")] for r in rows]
     return _table(header, lines)
 

@@ -2,9 +2,10 @@
 
 "mlp": the bottom and top MLPs of a DLRM config as a SparseMLP stack, the top MLP reading the
 bottom MLP's output concatenated with a stand-in for the interaction features (DLRM's layout).
-Compared: the same stack of plain nn.Linear + ReLU, the SparseMLP stack with every block active
+Compared: the same stack of plain nn.Linear + ReLU ("nn_linear"), the SparseMLP stack with every block active
 (AMGP's dense phase) and pruned to each density (its sparse phase).
-"dlrm": the full amgp.DLRM (embeddings, interaction, both MLPs), dense phase vs sparse phase.
+"dlrm": the full amgp.DLRM (embeddings, dot interaction, both MLPs), the same three ways
+(sparse=False, i.e. nn.Linear MLPs, as the baseline).
 """
 import copy
 import sys
@@ -16,10 +17,12 @@ from tqdm import tqdm
 from .. import SparseLinear, SparseMLP, prune_blocks
 from . import metrics
 from .cases import DLRM_CONFIGS
-from .timing import measure
+from .timing import measure_interleaved
 
 MODELS = ("mlp", "dlrm")
 LEARNING_RATE = 0.01
+DLRM_TABLES = 26  # Criteo's categorical features
+DLRM_TABLE_ROWS = 10_000
 
 
 class DLRMUnavailableError(RuntimeError):
@@ -87,14 +90,20 @@ def mlp_weight_density(model):
     return sum(layer.density * layer.in_features * layer.out_features for layer in layers) / total
 
 
+def _logits(model):
+    """The model's logit function: DLRM.logits, or the module itself (MLP stacks)."""
+    return getattr(model, "logits", model)
+
+
 def training_step(model, batches, optimizer):
-    """step(i): one SGD step on batch i % len(batches)."""
+    """step(i): one optimizer step on batch i % len(batches) (BCE-with-logits loss)."""
     loss_fn = nn.BCEWithLogitsLoss()
+    logits = _logits(model)
 
     def step(i):
         inputs, label = batches[i % len(batches)]
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(*inputs), label)
+        loss = loss_fn(logits(*inputs), label)
         loss.backward()
         optimizer.step()
 
@@ -102,60 +111,74 @@ def training_step(model, batches, optimizer):
 
 
 def _variants(dense_sparse, densities, torch_model=None):
-    """(method, density, model, optimizer) for the baseline, the dense phase and each sparse phase."""
-    if torch_model is not None:
-        yield "torch_mlp", 1.0, torch_model
-    yield "dense_phase", 1.0, dense_sparse
+    """(method, density, model): the nn.Linear baseline, the dense phase and each sparse phase."""
+    variants = [("nn_linear", 1.0, torch_model)] if torch_model is not None else []
+    variants.append(("dense_phase", 1.0, dense_sparse))
     for density in densities:
         if density < 1.0:
             pruned = copy.deepcopy(dense_sparse)
             prune_blocks(pruned, density)
-            yield "sparse_phase", density, pruned
+            variants.append(("sparse_phase", density, pruned))
+    return variants
 
 
 def run_training_benchmarks(model_kinds, config_name, batch, densities, device="cpu", dtype=torch.float32,
                             block_size=32, backend=None, warmup=3, repeats=10, copies=3, seed=0, progress=True):
-    """Rows of training-step timings for each model kind in `model_kinds` ("mlp", "dlrm")."""
-    plans = []
-    for kind in model_kinds:
-        if kind == "mlp":
-            torch.manual_seed(seed)
-            sparse = mlp_stack(config_name, "sparse", block_size, backend, device, dtype)
-            baseline = mlp_stack(config_name, "torch", device=device, dtype=dtype)
-            plans.append((f"mlp:{config_name}", sparse, baseline, mlp_batches(config_name, batch, copies, device,
-                                                                                dtype, seed)))
-        elif kind == "dlrm":
-            model, batches = dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size, backend,
-                                                    seed)
-            plans.append((f"dlrm:{config_name}", model, None, batches))
-        else:
-            raise ValueError(f"training model must be one of {MODELS}, got {kind!r}")
-    sparse_count = sum(1 for d in densities if d < 1.0)
-    total = sum(2 + sparse_count - (baseline is None) for _, _, baseline, _ in plans)
+    """Rows of training-step timings for each model kind in `model_kinds` ("mlp", "dlrm"); the
+    variants of one model are timed interleaved."""
     rows = []
-    with tqdm(total=total, desc="amgp-bench training", unit="model", file=sys.stderr, disable=not progress) as bar:
-        for name, sparse, baseline, batches in plans:
-            group = []
-            for method, density, model in _variants(sparse, densities, baseline):
-                bar.set_postfix_str(f"{name} {method} d={density:g}")
-                optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-                timing = measure(training_step(model, batches, optimizer), warmup, repeats, device)
-                group.append({"model": name, "batch": batch, "method": method, "density": density,
-                              "weight_density": mlp_weight_density(model), "dtype": str(dtype).replace("torch.", ""),
-                              "block_size": block_size, "error": None, **timing.summary()})
-                bar.update()
+    with tqdm(total=len(model_kinds), desc="amgp-bench training", unit="model", file=sys.stderr,
+              disable=not progress) as bar:
+        for kind in model_kinds:
+            bar.set_postfix_str(f"{kind}:{config_name}")
+            if kind == "mlp":
+                torch.manual_seed(seed)
+                sparse = mlp_stack(config_name, "sparse", block_size, backend, device, dtype)
+                baseline = mlp_stack(config_name, "torch", device=device, dtype=dtype)
+                batches = mlp_batches(config_name, batch, copies, device, dtype, seed)
+            elif kind == "dlrm":
+                sparse, baseline, batches = dlrm_model_and_batches(config_name, batch, copies, device, dtype,
+                                                                   block_size, backend, seed)
+            else:
+                raise ValueError(f"training model must be one of {MODELS}, got {kind!r}")
+            variants = _variants(sparse, densities, baseline)
+            steps = {f"{method}@{density:g}": training_step(model, batches,
+                                                            torch.optim.SGD(model.parameters(), lr=LEARNING_RATE))
+                     for method, density, model in variants}
+            timings, _ = measure_interleaved(steps, warmup, repeats, device)
+            group = [{"model": f"{kind}:{config_name}", "batch": batch, "method": method, "density": density,
+                      "weight_density": mlp_weight_density(model), "dtype": str(dtype).replace("torch.", ""),
+                      "block_size": block_size, "error": None, **timings[f"{method}@{density:g}"].summary()}
+                     for method, density, model in variants]
             _add_training_ratios(group)
             rows += group
+            bar.update()
     return rows
 
 
 def _add_training_ratios(group):
     by_method = {r["method"]: r["median_ms"] for r in group if r["method"] != "sparse_phase"}
     for row in group:
-        row["speedup_vs_torch"] = metrics.speedup(by_method.get("torch_mlp"), row["median_ms"])
+        row["speedup_vs_nn_linear"] = metrics.speedup(by_method.get("nn_linear"), row["median_ms"])
         row["speedup_vs_dense_phase"] = metrics.speedup(by_method.get("dense_phase"), row["median_ms"])
 
 
 def dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size, backend, seed):
-    """An amgp.DLRM of the config and pre-made batches for it."""
-    raise dlrm_class() and NotImplementedError("wired to amgp.DLRM once its interface is merged")
+    """amgp.DLRM of the config, sparse (SparseMLP) and plain (nn.Linear) with the same weights, and
+    pre-made batches. The embedding tables are small (DLRM_TABLE_ROWS rows each, sparse gradients):
+    what is measured here is the MLPs' share of a step, not the memory traffic of real tables."""
+    dlrm = dlrm_class()
+    config = DLRM_CONFIGS[config_name]
+    arguments = dict(arch_embedding_size=[DLRM_TABLE_ROWS] * DLRM_TABLES,
+                     arch_sparse_feature_size=config["bottom"][-1], arch_mlp_bot=config["bottom"],
+                     arch_mlp_top=config["top"][1:], arch_interaction_op="dot", sparse_grad=True,
+                     device=device, dtype=dtype)
+    torch.manual_seed(seed)
+    sparse = dlrm(**arguments, sparse=True, block_size=block_size, backend=backend)
+    plain = dlrm(**arguments, sparse=False)
+    plain.load_state_dict(sparse.state_dict())
+    generator = torch.Generator().manual_seed(seed)
+    batches = [((torch.randn(batch, config["bottom"][0], generator=generator).to(device, dtype),
+                 torch.randint(0, DLRM_TABLE_ROWS, (batch, DLRM_TABLES), generator=generator).to(device)),
+                torch.randint(0, 2, (batch,), generator=generator).to(device, dtype)) for _ in range(copies)]
+    return sparse, plain, batches
