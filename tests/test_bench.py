@@ -210,6 +210,8 @@ def test_tiny_run_writes_json_table_and_png(tmp_path, capsys):
     assert status == 0
     stdout = capsys.readouterr().out
     assert "| shape BxINxOUT | case | pass | density | method | median ms |" in stdout
+    assert "| shape BxINxOUT | case | pass | method | d=1 | d=0.75 | d=0.5 | d=0.25 |" in stdout  # summary
+    assert "| 16x64x96 | in_out | fwd_bwd | *ideal* | 1.00x | 1.78x | 4.00x | 16.00x |" in stdout
     document = json.loads(json_path.read_text())
     assert document["schema"] == report.SCHEMA
     for key in ("date", "command", "cpu", "num_threads", "torch", "triton", "amgp_build_info", "device", "dtype",

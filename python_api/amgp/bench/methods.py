@@ -40,10 +40,10 @@ def rotation_copies(shape, dtype, requested):
 def make_inputs(shape, dtype, device, copies, seed=0):
     """Seeded inputs. x, weight and bias require grad, as activations and parameters do in training;
     every method of a row shares them (torch.autograd.grad accumulates nothing)."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)  # on the device: large inputs are made fast
 
     def rand(*size, scale=1.0, grad=True):
-        t = (torch.randn(*size, generator=generator) * scale).to(device=device, dtype=dtype)
+        t = torch.randn(*size, generator=generator, device=device, dtype=dtype) * scale
         return t.requires_grad_(grad)
 
     scale = shape.in_features ** -0.5

@@ -63,6 +63,28 @@ def kernel_table(rows):
     return _table(header, lines)
 
 
+def summary_table(rows):
+    """One line per (shape, case, pass, method), one column per density: "speedup / fraction of limit"."""
+    densities = sorted({r["density"] for r in rows}, reverse=True)
+    cells, ideal = {}, {}
+    for r in rows:
+        key = (r["shape"], r["case"], r["pass"])
+        ideal.setdefault(key, {})[r["density"]] = r.get("ideal_speedup")
+        if r["method"] != "dense":
+            speed, fraction = r.get("speedup_vs_dense"), r.get("fraction_of_limit")
+            text = "n/a" if speed is None else f"{speed:.2f}x" + ("" if r["method"] == "compacted" else
+                                                                 f" / {_ratio(fraction)}")
+            cells.setdefault(key + (r["method"],), {})[r["density"]] = text
+    lines = []
+    for key, per_density in ideal.items():
+        lines.append([*key, "*ideal*"] + [_ratio(per_density.get(d), "x") for d in densities])
+        for cell_key, values in cells.items():
+            if cell_key[:3] == key:
+                lines.append([*key, cell_key[3]] + [values.get(d, "") for d in densities])
+    header = ["shape BxINxOUT", "case", "pass", "method"] + [f"d={d:g}" for d in densities]
+    return _table(header, lines)
+
+
 def training_table(rows):
     header = ["model", "batch", "method", "density", "MLP weight density", "median ms", "IQR ms",
               "speedup vs nn.Linear", "speedup vs dense phase"]
@@ -102,13 +124,14 @@ def header_lines(meta):
 LEGEND = ("speedup = dense median / median; ideal = 1/d (out only) or 1/d^2 (in+out); fraction of limit = "
           "compacted median / median (the compacted limit: the same GEMM on pre-sliced contiguous active "
           "sub-matrices); IQR = 25th–75th percentile.")
+SUMMARY_LEGEND = "Summary: speedup over dense nn.Linear / fraction of the compacted limit, per density."
 
 
 def render_markdown(document):
     meta, kernel, training = document["meta"], document.get("kernel", []), document.get("training", [])
     parts = ["\n".join(header_lines(meta))]
     if kernel:
-        parts += [LEGEND, kernel_table(kernel) + _errors(kernel)]
+        parts += [SUMMARY_LEGEND, summary_table(kernel), LEGEND, kernel_table(kernel) + _errors(kernel)]
     if training:
         parts += ["Training step (forward + backward + optimizer step):",
                   training_table(training) + _errors(training)]
