@@ -37,6 +37,7 @@ def test_parse_shapes_batch_and_preset_combine():
                                cases.Shape(8, 40, 24)]
     assert args.densities == [0.5, 1.0] and args.block_size == 16 and args.backend_list == ["reference"]
     assert (args.warmup, args.repeats) == (0, 2)
+    assert cli.parse_args(["--device", "cpu", "--warmup", "0"]).warmup == 0
     preset = cli.parse_args(["--device", "cpu", "--preset", "kaggle", "--batch", "4096"])
     assert preset.shape_list == cases.preset_shapes("kaggle", [4096])
 
@@ -59,7 +60,9 @@ def test_parse_quick_sets_small_counts():
     (["--backends", "tpu"], "'tpu' is not one of"),
     (["--block-size", "0"], "positive integer"),
     (["--repeats", "-1"], "positive integer"),
-    (["--warmup", "x"], "positive integer"),
+    (["--warmup", "x"], "an integer >= 0"),
+    (["--warmup", "-1"], "an integer >= 0"),
+    (["--training", "--backends", "cpu,reference"], "one backend"),
     (["--dtype", "int8"], "invalid choice"),
     (["--in", "8"], "--in and --out go together"),
     (["--in", "8", "--out", "8"], "--in/--out need --batch"),

@@ -39,18 +39,21 @@ def _list_of(kind, allowed=None):
     return parse
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum, what):
+    """argparse type: an integer >= minimum."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return parse
 
 
-def _non_negative_int(text):
-    return 0 if text.strip() == "0" else _positive_int(text)
+_positive_int = _int_at_least(1, "a positive integer")
+_non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def _density(text):
@@ -93,7 +96,8 @@ def build_parser():
     parser.add_argument("--json", metavar="PATH", help="write every result and its context as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG of speedup vs density (kernel benchmarks)")
     parser.add_argument("--training", action="store_true",
-                        help="training-step benchmark (forward+backward+SGD step) instead of kernel benchmarks")
+                        help="training-step benchmark (forward+backward+SGD step) of --preset's DLRM config "
+                             "(default kaggle) at each --batch, instead of kernel benchmarks")
     parser.add_argument("--training-model", choices=("mlp", "dlrm", "both"), default="both",
                         help="with --training: the SparseMLP stack of the config, the amgp.DLRM, or both")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -152,6 +156,8 @@ def parse_args(argv=None):
         parser.error("--plot draws the kernel benchmarks; it does not go with --training")
     if args.training and (args.shapes or args.in_features):
         parser.error("--training times a DLRM config: give --preset and --batch, not --shapes/--in/--out")
+    if args.training and args.backends and len(args.backend_list) > 1:
+        parser.error("--training runs the sparse models on one backend: give --backends NAME")
     return args
 
 
@@ -161,6 +167,11 @@ def _run_meta(args, argv):
                 copies=args.copies, backends=args.backend_list, densities=args.densities, cases=args.cases,
                 passes=args.passes, activation=args.activation, seed=args.seed, quick=args.quick,
                 mode="training" if args.training else "kernel")
+    if args.training:
+        meta.update(preset=args.preset or "kaggle", batches=args.batch or [cases.PRESET_BATCH],
+                    training_model=args.training_model)
+    else:
+        meta.update(preset=args.preset, shapes=[str(shape) for shape in args.shape_list])
     return meta
 
 
@@ -173,11 +184,13 @@ def _run_training(args):
             dlrm_class()
         except DLRMUnavailableError as error:
             raise SystemExit(f"amgp-bench: error: {error}") from None
-    backend = args.backend_list[0] if args.backend_list else None
-    batch = (args.batch or [cases.PRESET_BATCH])[0]
-    return run_training_benchmarks(kinds, args.preset or "kaggle", batch, args.densities, args.device,
-                                   DTYPES[args.dtype], args.block_size, backend, args.warmup, args.repeats,
-                                   args.copies, args.seed, progress=not args.no_progress)
+    backend = args.backend_list[0] if args.backend_list else None  # the device's first native backend
+    rows = []
+    for batch in args.batch or [cases.PRESET_BATCH]:
+        rows += run_training_benchmarks(kinds, args.preset or "kaggle", batch, args.densities, args.device,
+                                        DTYPES[args.dtype], args.block_size, backend, args.warmup, args.repeats,
+                                        args.copies, args.seed, progress=not args.no_progress)
+    return rows
 
 
 def main(argv=None):

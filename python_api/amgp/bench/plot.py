@@ -42,7 +42,8 @@ def plot_speedups(rows, path, title=None):
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
-    fig.legend(list(legend.values()), list(legend), loc="upper center", ncol=min(6, len(legend)), fontsize=8, frameon=False)
+    fig.legend(list(legend.values()), list(legend), loc="upper center", ncol=min(6, len(legend)), fontsize=8,
+               frameon=False)
     if title:
         fig.suptitle(title, y=0.005, va="bottom", fontsize=8)
     fig.tight_layout(rect=(0, 0.02, 1, 0.93))

@@ -74,6 +74,7 @@ def _measure_group(config, problem, pass_, inputs):
     rows = []
     for method in config.methods:
         row = _row(config, problem, pass_, method)
+        row["copies"] = len(inputs.xs)
         if method in timings:
             row.update(timings[method].summary())
         else:
