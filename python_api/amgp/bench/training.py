@@ -148,7 +148,7 @@ def run_training_benchmarks(model_kinds, config_name, batch, densities, device="
             timings, _ = measure_interleaved(steps, warmup, repeats, device)
             group = [{"model": f"{kind}:{config_name}", "batch": batch, "method": method, "density": density,
                       "weight_density": mlp_weight_density(model), "dtype": str(dtype).replace("torch.", ""),
-                      "block_size": block_size, "error": None, **timings[f"{method}@{density:g}"].summary()}
+                      "block_size": block_size, "backend": backend or "auto", "error": None, **timings[f"{method}@{density:g}"].summary()}
                      for method, density, model in variants]
             _add_training_ratios(group)
             rows += group
