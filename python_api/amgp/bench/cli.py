@@ -69,11 +69,18 @@ def _density(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="amgp-bench",
-        description="Benchmark amgp's block-sparse linear kernels against dense nn.Linear, gather+mm+scatter and "
-                    "the compacted-dense limit (or, with --training, DLRM training steps, dense vs pruned).")
+        description="Benchmark amgp's block-sparse linear kernels against dense nn.Linear, gather+mm+scatter\n"
+                    "and the compacted-dense limit (or, with --training, DLRM training steps, dense vs pruned).",
+        epilog="examples:\n"
+               "  amgp-bench --quick\n"
+               "  amgp-bench --device cpu --shapes 2048x1024x1024 --json cpu.json --plot cpu.png\n"
+               "  amgp-bench --preset terabyte --batch 2048,16384 --passes fwd_bwd\n"
+               "  amgp-bench --training --preset kaggle --batch 2048 --densities 1,0.5",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), help="default: float32 on cpu, bfloat16 on cuda")
-    shapes = parser.add_argument_group("shapes (combine freely; default: a device-dependent set)")
+    shapes = parser.add_argument_group(
+        "shapes", "combine freely; default 2048x1024x1024 on cpu, 8192x1024x1024 and 8192x4096x4096 on cuda")
     shapes.add_argument("--shapes", type=_list_of(cases.parse_shape), default=[], metavar="BxINxOUT[,...]")
     shapes.add_argument("--batch", type=_list_of(_positive_int), metavar="B[,B...]",
                         help="with --in/--out: one more shape per batch; with --preset or --training: their batch")
@@ -81,13 +88,19 @@ def build_parser():
     shapes.add_argument("--out", dest="out_features", type=_positive_int, metavar="OUT")
     shapes.add_argument("--preset", choices=sorted(DLRM_CONFIGS),
                         help="layers of a facebookresearch/dlrm config's bottom+top MLPs (batch 2048 unless --batch)")
-    parser.add_argument("--block-size", type=_positive_int, default=32)
-    parser.add_argument("--densities", type=_list_of(_density), default=list(DENSITIES), metavar="D[,D...]")
-    parser.add_argument("--cases", type=_list_of(str, CASES), default=list(CASES), metavar="|".join(CASES))
-    parser.add_argument("--passes", type=_list_of(str, PASSES), default=list(PASSES), metavar="|".join(PASSES))
-    parser.add_argument("--backends", type=_list_of(str, OUR_BACKENDS), metavar="|".join(OUR_BACKENDS),
-                        help="backends of ours to time (default: every available one native to the device)")
-    parser.add_argument("--activation", choices=("none", "relu"), default="none")
+    parser.add_argument("--block-size", type=_positive_int, default=32, help="channels per block (default 32)")
+    parser.add_argument("--densities", type=_list_of(_density), default=list(DENSITIES), metavar="D[,D...]",
+                        help="fraction of active blocks per pruned side, in (0, 1] (default 1,0.75,0.5,0.25)")
+    parser.add_argument("--cases", type=_list_of(str, CASES), default=list(CASES), metavar="CASE[,CASE]",
+                        help="out_only (first layer: output blocks pruned, input dense) and/or in_out (hidden "
+                             "layer: both pruned); default both")
+    parser.add_argument("--passes", type=_list_of(str, PASSES), default=list(PASSES), metavar="PASS[,PASS]",
+                        help="fwd and/or fwd_bwd (forward + grads of x, weight and bias); default both")
+    parser.add_argument("--backends", type=_list_of(str, OUR_BACKENDS), metavar="NAME[,NAME...]",
+                        help=f"backends of ours to time, from {', '.join(OUR_BACKENDS)} (default: every available "
+                             "one native to the device: cpu on CPU, cuda and triton on GPU)")
+    parser.add_argument("--activation", choices=("none", "relu"), default="none",
+                        help="activation after the GEMM (fused in our kernels, a separate op in the baselines)")
     parser.add_argument("--warmup", type=_non_negative_int, help="untimed calls first (default: 3 cpu, 10 cuda)")
     parser.add_argument("--repeats", type=_positive_int, help="timed calls (default: 10 cpu, 50 cuda)")
     parser.add_argument("--copies", type=_positive_int, default=3, help="input copies rotated through (default 3)")
