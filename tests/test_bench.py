@@ -1,8 +1,10 @@
 """Tests of the benchmark code itself (amgp.bench): argument parsing, ratio math, the cases and
 baselines computing the right thing, and a tiny end-to-end run writing JSON and PNG. No timing
 is asserted."""
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +17,14 @@ from amgp.bench.timing import Timing, measure, measure_interleaved
 from amgp.bench.training import mlp_weight_density, run_training_benchmarks
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+REPORT_SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "report.py"
+
+
+def _bench_report_script():
+    spec = importlib.util.spec_from_file_location("bench_report", REPORT_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # ----- argument parsing ---------------------------------------------------------------------------
@@ -243,8 +253,12 @@ def test_tiny_run_writes_json_table_and_png(tmp_path, capsys):
     assert png.startswith(PNG_SIGNATURE) and len(png) > 10_000
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert width > 400 and height > 200
-    # the RESULTS.md path renders the same document
-    assert report.kernel_table(rows) in report.render_markdown(report.read_json(json_path))
+    # the RESULTS.md path (bench/report.py) renders the same document as a titled section
+    capsys.readouterr()
+    assert _bench_report_script().main([str(json_path), "--title", "tiny"]) == 0
+    section = capsys.readouterr().out
+    assert section.startswith("## tiny\n") and report.kernel_table(rows) in section
+    assert "- command: `amgp-bench --device cpu --shapes 16x64x96" in section
 
 
 def test_failing_method_is_recorded_not_fatal():
