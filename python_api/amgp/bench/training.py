@@ -2,8 +2,8 @@
 
 "mlp": the bottom and top MLPs of a DLRM config as a SparseMLP stack, the top MLP reading the
 bottom MLP's output concatenated with a stand-in for the interaction features (DLRM's layout).
-Compared: the same stack of plain nn.Linear + ReLU ("nn_linear"), the SparseMLP stack with every block active
-(AMGP's dense phase) and pruned to each density (its sparse phase).
+Compared: the same stack of plain nn.Linear + ReLU ("nn_linear"), the SparseMLP stack with every
+block active (AMGP's dense phase) and pruned to each density (its sparse phase).
 "dlrm": the full amgp.DLRM (embeddings, dot interaction, both MLPs), the same three ways
 (sparse=False, i.e. nn.Linear MLPs, as the baseline).
 """
@@ -122,6 +122,18 @@ def _variants(dense_sparse, densities, torch_model=None):
     return variants
 
 
+def _models_and_batches(kind, config_name, batch, copies, device, dtype, block_size, backend, seed):
+    """(sparse model, nn.Linear baseline, batches) of one model kind."""
+    if kind == "mlp":
+        torch.manual_seed(seed)
+        sparse = mlp_stack(config_name, "sparse", block_size, backend, device, dtype)
+        baseline = mlp_stack(config_name, "torch", device=device, dtype=dtype)
+        return sparse, baseline, mlp_batches(config_name, batch, copies, device, dtype, seed)
+    if kind == "dlrm":
+        return dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size, backend, seed)
+    raise ValueError(f"training model must be one of {MODELS}, got {kind!r}")
+
+
 def run_training_benchmarks(model_kinds, config_name, batch, densities, device="cpu", dtype=torch.float32,
                             block_size=32, backend=None, warmup=3, repeats=10, copies=3, seed=0, progress=True):
     """Rows of training-step timings for each model kind in `model_kinds` ("mlp", "dlrm"); the
@@ -131,25 +143,18 @@ def run_training_benchmarks(model_kinds, config_name, batch, densities, device="
               disable=not progress) as bar:
         for kind in model_kinds:
             bar.set_postfix_str(f"{kind}:{config_name}")
-            if kind == "mlp":
-                torch.manual_seed(seed)
-                sparse = mlp_stack(config_name, "sparse", block_size, backend, device, dtype)
-                baseline = mlp_stack(config_name, "torch", device=device, dtype=dtype)
-                batches = mlp_batches(config_name, batch, copies, device, dtype, seed)
-            elif kind == "dlrm":
-                sparse, baseline, batches = dlrm_model_and_batches(config_name, batch, copies, device, dtype,
-                                                                   block_size, backend, seed)
-            else:
-                raise ValueError(f"training model must be one of {MODELS}, got {kind!r}")
-            variants = _variants(sparse, densities, baseline)
-            steps = {f"{method}@{density:g}": training_step(model, batches,
-                                                            torch.optim.SGD(model.parameters(), lr=LEARNING_RATE))
-                     for method, density, model in variants}
+            sparse, baseline, batches = _models_and_batches(kind, config_name, batch, copies, device, dtype,
+                                                            block_size, backend, seed)
+            variants = {f"{method}@{density:g}": (method, density, model)
+                        for method, density, model in _variants(sparse, densities, baseline)}
+            steps = {name: training_step(model, batches, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE))
+                     for name, (_, _, model) in variants.items()}
             timings, _ = measure_interleaved(steps, warmup, repeats, device)
             group = [{"model": f"{kind}:{config_name}", "batch": batch, "method": method, "density": density,
                       "weight_density": mlp_weight_density(model), "dtype": str(dtype).replace("torch.", ""),
-                      "block_size": block_size, "backend": backend or "auto", "error": None, **timings[f"{method}@{density:g}"].summary()}
-                     for method, density, model in variants]
+                      "block_size": block_size, "backend": backend or "auto", "error": None,
+                      **timings[name].summary()}
+                     for name, (method, density, model) in variants.items()]
             _add_training_ratios(group)
             rows += group
             bar.update()
