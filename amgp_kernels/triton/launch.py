@@ -118,11 +118,10 @@ def backward(grad_y, x, weight, y, in_blocks, out_blocks, block_size, activation
     y2 = y.reshape(-1, out_f) if relu else dy
     inp, out = _Side(in_blocks, in_f, block_size), _Side(out_blocks, out_f, block_size)
     rows = _Side(None, M, block_size)
-    empty = x.new_empty((0,))
     want_x, want_w, want_b = (bool(v) for v in output_mask)
-    common = dict(BLOCK_SIZE=block_size, IN_ALL=inp.all, OUT_ALL=out.all, RELU=relu, UPCAST=_upcast(x.dtype))
+    common = dict(BLOCK_SIZE=block_size, RELU=relu, UPCAST=_upcast(x.dtype))
 
-    grad_x = empty
+    grad_x = x.new_empty((0,))  # each unwanted grad its own empty tensor: op outputs may not alias
     if want_x:
         dx = _empty((M, in_f), x.dtype, x.device)
         if M > 0 and inp.compact > 0:
@@ -130,13 +129,13 @@ def backward(grad_y, x, weight, y, in_blocks, out_blocks, block_size, activation
                 dy, y2, weight, dx, inp.pointer(x2), out.pointer(x2),
                 M, out_f, in_f, out.compact, inp.compact,
                 dy.stride(0), dy.stride(1), y2.stride(0), y2.stride(1), weight.stride(0), weight.stride(1),
-                dx.stride(0), dx.stride(1), **common,
+                dx.stride(0), dx.stride(1), IN_ALL=inp.all, OUT_ALL=out.all, **common,
             )
         _zero_inactive(dx, rows, inp, block_size, dx)
         grad_x = dx.view(x.shape)
 
-    grad_w = _empty(weight.shape, x.dtype, x.device) if want_w else empty
-    grad_b = _empty((out_f,), x.dtype, x.device) if want_b else empty
+    grad_w = _empty(weight.shape, x.dtype, x.device) if want_w else x.new_empty((0,))
+    grad_b = _empty((out_f,), x.dtype, x.device) if want_b else x.new_empty((0,))
     if want_w or want_b:
         _weight_and_bias_grads(dy, y2, x2, grad_w if want_w else None, grad_b if want_b else None,
                                inp, out, split, common)
@@ -179,7 +178,7 @@ def _grad_weight(dy, y2, x2, grad_w, grad_b, inp, out, split, common):
         dy, y2, x2, grad_w, db, ws, ws_db, inp.pointer(x2), out.pointer(x2),
         M, out.features, inp.features, out.compact, inp.compact, split,
         dy.stride(0), dy.stride(1), y2.stride(0), y2.stride(1), x2.stride(0), x2.stride(1),
-        grad_w.stride(0), grad_w.stride(1), HAS_DB=grad_b is not None, **common,
+        grad_w.stride(0), grad_w.stride(1), IN_ALL=inp.all, OUT_ALL=out.all, HAS_DB=grad_b is not None, **common,
     )
     if split > 1:
         _reduce_scatter(ws, split, grad_w, out, inp, x2, common["BLOCK_SIZE"])
