@@ -1,5 +1,9 @@
 """Triton backend vs the reference. On a machine without a GPU conftest sets TRITON_INTERPRET=1 and
 everything runs on CPU tensors in Triton's interpreter (slow: shapes stay tiny, a few tiles each)."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -279,6 +283,17 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
 def test_unknown_backend_name():
     with pytest.raises(ValueError, match="backend must be one of"):
         amgp_kernels.block_linear(torch.randn(2, 16), torch.randn(8, 16), None, None, None, 8, backend="tritonn")
+
+
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """The interpreter never compiles: check that the real (compiled) kernels build for sm_90, with
+    gathered channels on both sides, bf16 and exact fp32, an odd block size. No GPU needed."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    command = [sys.executable, "-m", "amgp_kernels.triton.aot", "--arch", "90", "--dtypes", "bf16,fp32",
+               "--block-sizes", "24", "--gather-only"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert result.stdout.count("sm_90 ok:") == 10, result.stdout
 
 
 # ----- GPU only: real tile sizes, autotuning, the automatic split-K ---------------------------

@@ -18,12 +18,12 @@ _GPU_TILES = (
     (256, 128, 64, 3, 8),
     (128, 128, 64, 4, 8),
     (128, 128, 32, 4, 4),
-    (64, 256, 32, 4, 4),
     (128, 64, 32, 4, 4),
     (64, 128, 32, 4, 4),
     (64, 64, 32, 5, 4),
-    (32, 64, 32, 5, 2),
 )
+# float32 tiles (exact fp32 dots) need twice the shared memory per element: the big ones do not fit.
+_MAX_FP32_TILE = (128 * 128, 32)
 _INTERPRETER_TILE = (32, 32, 32, 1, 4)
 
 
@@ -33,6 +33,19 @@ def gemm_configs():
         triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8}, num_stages=s, num_warps=w)
         for m, n, k, s, w in tiles
     ]
+
+
+def prune_for_dtype(configs, named_args, **kwargs):
+    """Drop the tiles that cannot fit for float32 operands (saves compiling them at autotune time)."""
+    element_size = next(arg.element_size() for arg in named_args.values() if hasattr(arg, "element_size"))
+    if element_size < 4:
+        return configs
+    area, depth = _MAX_FP32_TILE
+    kept = [c for c in configs if c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= area and c.kwargs["BLOCK_K"] <= depth]
+    return kept or configs[-1:]
+
+
+GEMM_PRUNING = {"early_config_prune": prune_for_dtype}
 
 
 def _run(block_size, tile):

@@ -10,7 +10,7 @@ Meta-parameters: BLOCK_M x BLOCK_N is the output tile, BLOCK_K the reduction ste
 import triton
 import triton.language as tl
 
-from .configs import GEMM_KEY, RUN_HEURISTICS, gemm_configs
+from .configs import GEMM_KEY, GEMM_PRUNING, RUN_HEURISTICS, gemm_configs
 from .indexing import active_channels, grad_through_activation, mma, tile_coords
 
 
@@ -18,7 +18,7 @@ def _runs(*names):
     return {name: RUN_HEURISTICS[name] for name in names}
 
 
-@triton.autotune(configs=gemm_configs(), key=GEMM_KEY)
+@triton.autotune(configs=gemm_configs(), key=GEMM_KEY, prune_configs_by=GEMM_PRUNING)
 @triton.heuristics(_runs("RUN_N", "RUN_K"))
 @triton.jit
 def forward_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, in_idx, out_idx,
@@ -50,7 +50,7 @@ def forward_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, in_idx, out_idx,
     tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & out_ok[None, :])
 
 
-@triton.autotune(configs=gemm_configs(), key=GEMM_KEY)
+@triton.autotune(configs=gemm_configs(), key=GEMM_KEY, prune_configs_by=GEMM_PRUNING)
 @triton.heuristics(_runs("RUN_N", "RUN_K"))
 @triton.jit
 def grad_x_kernel(dy_ptr, y_ptr, w_ptr, dx_ptr, in_idx, out_idx,
@@ -80,7 +80,7 @@ def grad_x_kernel(dy_ptr, y_ptr, w_ptr, dx_ptr, in_idx, out_idx,
     tl.store(dx, acc.to(dx_ptr.dtype.element_ty), mask=row_ok[:, None] & in_ok[None, :])
 
 
-@triton.autotune(configs=gemm_configs(), key=GEMM_KEY + ["SPLIT"])
+@triton.autotune(configs=gemm_configs(), key=GEMM_KEY + ["SPLIT"], prune_configs_by=GEMM_PRUNING)
 @triton.heuristics(dict(_runs("RUN_M", "RUN_N"), DIRECT=lambda args: args["SPLIT"] == 1))
 @triton.jit
 def grad_weight_kernel(dy_ptr, y_ptr, x_ptr, dw_ptr, db_ptr, ws_ptr, ws_db_ptr, in_idx, out_idx,
