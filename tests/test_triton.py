@@ -48,6 +48,7 @@ CASES = {
     "no_active_output": ((4,), 40, 30, 16, 0.5, "none", "relu", True),
     "no_active_input": ((4,), 40, 30, 16, "none", 0.5, "relu", True),
     "single_blocks": ((3,), 40, 30, 16, "single", "single", "none", True),
+    "vector_input": ((), 40, 30, 16, 0.5, 0.5, "relu", True),
 }
 DTYPE_CASES = [(torch.float32, name) for name in CASES] + [
     (torch.float16, "tails_half_relu_bias"),
@@ -278,6 +279,23 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
     monkeypatch.setattr(triton_backend, "INTERPRET", False)
     with pytest.raises(amgp_kernels.BackendUnavailableError, match="TRITON_INTERPRET"):
         amgp_kernels.block_linear(torch.randn(2, 16), torch.randn(8, 16), None, None, None, 8, backend="triton")
+
+
+def test_without_triton_the_backend_is_reported_unavailable():
+    """Import never fails because triton is missing: the backend is just not available."""
+    code = (
+        "import sys; sys.modules['triton'] = None\n"  # makes `import triton` raise ImportError
+        "import torch, amgp_kernels, amgp_kernels.triton as t\n"
+        "assert not t.AVAILABLE and t.IMPORT_ERROR, t.IMPORT_ERROR\n"
+        "assert 'triton' not in amgp_kernels.available_backends()\n"
+        "try:\n"
+        "    amgp_kernels.block_linear(torch.ones(2, 8), torch.ones(4, 8), None, None, None, 4, backend='triton')\n"
+        "except amgp_kernels.BackendUnavailableError as error:\n"
+        "    print('unavailable:', error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "unavailable: backend 'triton' is not available" in result.stdout
 
 
 def test_unknown_backend_name():
