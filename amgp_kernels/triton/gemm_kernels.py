@@ -14,6 +14,17 @@ from .configs import GEMM_KEY, GEMM_PRUNING, RUN_HEURISTICS, gemm_configs
 from .indexing import active_channels, grad_through_activation, mma, tile_coords
 
 
+@triton.jit
+def row_channel_tile(M, idx_ptr, n_compact, features, BLOCK_SIZE: tl.constexpr, ALL: tl.constexpr,
+                     RUN: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """This program's output tile over (batch rows, compacted channels): rows, row_ok, channels, ok."""
+    pid_m, pid_n = tile_coords(tl.program_id(0), M, n_compact, BLOCK_M, BLOCK_N, GROUP_M)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    channels, ok = active_channels(idx_ptr, pid_n * BLOCK_N + tl.arange(0, BLOCK_N), n_compact, features,
+                                   BLOCK_SIZE, ALL, RUN)
+    return rows, rows < M, channels, ok
+
+
 def _runs(*names):
     return {name: RUN_HEURISTICS[name] for name in names}
 
@@ -28,11 +39,8 @@ def forward_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, in_idx, out_idx,
                    HAS_BIAS: tl.constexpr, RELU: tl.constexpr, UPCAST: tl.constexpr,
                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
                    RUN_N: tl.constexpr, RUN_K: tl.constexpr):
-    pid_m, pid_n = tile_coords(tl.program_id(0), M, n_out_compact, BLOCK_M, BLOCK_N, GROUP_M)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < M
-    out_ch, out_ok = active_channels(out_idx, pid_n * BLOCK_N + tl.arange(0, BLOCK_N), n_out_compact, N,
-                                     BLOCK_SIZE, OUT_ALL, RUN_N)
+    rows, row_ok, out_ch, out_ok = row_channel_tile(M, out_idx, n_out_compact, N, BLOCK_SIZE, OUT_ALL, RUN_N,
+                                                    BLOCK_M, BLOCK_N, GROUP_M)
     x_rows = x_ptr + rows.to(tl.int64)[:, None] * s_xm
     w_cols = w_ptr + out_ch.to(tl.int64)[None, :] * s_wn
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -60,11 +68,8 @@ def grad_x_kernel(dy_ptr, y_ptr, w_ptr, dx_ptr, in_idx, out_idx,
                   RELU: tl.constexpr, UPCAST: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
                   RUN_N: tl.constexpr, RUN_K: tl.constexpr):
-    pid_m, pid_n = tile_coords(tl.program_id(0), M, n_in_compact, BLOCK_M, BLOCK_N, GROUP_M)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < M
-    in_ch, in_ok = active_channels(in_idx, pid_n * BLOCK_N + tl.arange(0, BLOCK_N), n_in_compact, K,
-                                   BLOCK_SIZE, IN_ALL, RUN_N)
+    rows, row_ok, in_ch, in_ok = row_channel_tile(M, in_idx, n_in_compact, K, BLOCK_SIZE, IN_ALL, RUN_N,
+                                                  BLOCK_M, BLOCK_N, GROUP_M)
     rows64 = rows.to(tl.int64)[:, None]
     w_cols = w_ptr + in_ch.to(tl.int64)[None, :] * s_wk
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
