@@ -123,16 +123,17 @@ def grad_weight_kernel(dy_ptr, y_ptr, x_ptr, dw_ptr, db_ptr, ws_ptr, ws_db_ptr, 
         if HAS_DB:
             db += tl.sum(g.to(tl.float32), axis=0)
 
-    first_in_tile = pid_i == 0  # one program per output-channel tile writes db
     if DIRECT:
         dw = dw_ptr + out_ch.to(tl.int64)[:, None] * s_dwn + in_ch[None, :] * s_dwk
         tl.store(dw, acc.to(dw_ptr.dtype.element_ty), mask=out_ok[:, None] & in_ok[None, :])
         if HAS_DB:
-            tl.store(db_ptr + out_ch, db.to(db_ptr.dtype.element_ty), mask=out_ok & first_in_tile)
+            if pid_i == 0:  # one program per output-channel tile writes db
+                tl.store(db_ptr + out_ch, db.to(db_ptr.dtype.element_ty), mask=out_ok)
     else:
         o_in = out_offs < n_out_compact
         i_in = in_offs < n_in_compact
         ws = ws_ptr + (split * n_out_compact + out_offs).to(tl.int64)[:, None] * n_in_compact + in_offs[None, :]
         tl.store(ws, acc, mask=o_in[:, None] & i_in[None, :])
         if HAS_DB:
-            tl.store(ws_db_ptr + split * n_out_compact + out_offs, db, mask=o_in & first_in_tile)
+            if pid_i == 0:
+                tl.store(ws_db_ptr + split * n_out_compact + out_offs, db, mask=o_in)
