@@ -203,7 +203,8 @@ def test_opcheck():
     bias = torch.randn(30, device=DEVICE, requires_grad=True)
     in_blocks = torch.tensor([0, 2], dtype=torch.int32, device=DEVICE)
     out_blocks = torch.tensor([1], dtype=torch.int32, device=DEVICE)
-    torch.library.opcheck(torch.ops.amgp.block_linear_triton.default, (x, weight, bias, in_blocks, out_blocks, 16, "relu"))
+    torch.library.opcheck(torch.ops.amgp.block_linear_triton.default,
+                          (x, weight, bias, in_blocks, out_blocks, 16, "relu"))
     y = torch.relu(torch.randn(6, 30, device=DEVICE))
     torch.library.opcheck(torch.ops.amgp.block_linear_triton_backward.default,
                           (torch.randn(6, 30, device=DEVICE), x.detach(), weight.detach(), y, in_blocks, out_blocks,
