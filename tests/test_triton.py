@@ -87,7 +87,7 @@ def _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size,
     grad_y = torch.randn_like(y)
     y.backward(grad_y)
     ref_y, ref_dx, ref_dw, ref_db = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size,
-                                                                activation, grad_y)
+                                                                activation, grad_y, y_actual=y)
     testing.assert_close_to_reference(y, ref_y, dtype, "y")
     testing.assert_close_to_reference(x.grad, ref_dx, dtype, "grad_x")
     testing.assert_close_to_reference(weight.grad, ref_dw, dtype, "grad_weight")
@@ -157,7 +157,7 @@ def _backward_case(dtype=torch.float32, activation="relu"):
     out_blocks = torch.tensor([1], dtype=torch.int32, device=DEVICE)
     y = torch.ops.amgp.block_linear_triton(x, weight, bias, in_blocks, out_blocks, 16, activation)
     grad_y = torch.randn_like(y)
-    expected = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, 16, activation, grad_y)
+    expected = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, 16, activation, grad_y, y_actual=y)
     return (grad_y, x, weight, y, in_blocks, out_blocks, 16, activation), expected
 
 
@@ -221,7 +221,7 @@ def test_torch_compile_fullgraph_sparse_linear():
     grad_y = torch.randn_like(y)
     y.backward(grad_y)
     ref_y, ref_dx, ref_dw, ref_db = testing.reference_with_grads(x, layer.weight, layer.bias, layer.in_index,
-                                                                layer.out_index, 16, "relu", grad_y)
+                                                                layer.out_index, 16, "relu", grad_y, y_actual=y)
     testing.assert_close_to_reference(y, ref_y, torch.float32, "y")
     testing.assert_close_to_reference(x.grad, ref_dx, torch.float32, "grad_x")
     testing.assert_close_to_reference(layer.weight.grad, ref_dw, torch.float32, "grad_weight")
