@@ -91,7 +91,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if configs.INTERPRET:
         sys.exit("unset TRITON_INTERPRET: the interpreter does not compile kernels")
-    tiles = configs._GPU_TILES if args.all_tiles else (configs._GPU_TILES[-1],)
+    tiles = configs.GPU_TILES if args.all_tiles else (configs.GPU_TILES[-1],)
     block_sizes = [int(b) for b in args.block_sizes.split(",")]
     for description, shared in compile_all(args.arch, args.dtypes.split(","), tiles, block_sizes, args.gather_only):
         print(f"sm_{args.arch} ok: {description}" + (f" (shared memory {shared} B)" if shared is not None else ""),

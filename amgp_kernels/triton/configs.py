@@ -13,7 +13,7 @@ INTERPRET = interpreting()
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_stages, num_warps): output rows, output columns, reduction.
 # Mostly the shapes that win for bf16/fp16 GEMMs on A100/H100, plus small ones for few active blocks.
-_GPU_TILES = (
+GPU_TILES = (
     (128, 256, 64, 3, 8),
     (256, 128, 64, 3, 8),
     (128, 128, 64, 4, 8),
@@ -28,7 +28,7 @@ _INTERPRETER_TILE = (32, 32, 32, 1, 4)
 
 
 def gemm_configs():
-    tiles = (_INTERPRETER_TILE,) if INTERPRET else _GPU_TILES
+    tiles = (_INTERPRETER_TILE,) if INTERPRET else GPU_TILES
     return [
         triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8}, num_stages=s, num_warps=w)
         for m, n, k, s, w in tiles
