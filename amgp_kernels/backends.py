@@ -2,8 +2,17 @@
 
 Backends: "cpu" and "cuda" (the compiled amgp_kernels._C ops, chosen by x's device), "triton"
 (amgp_kernels.triton, CUDA tensors, or CPU tensors under TRITON_INTERPRET=1) and "reference" (pure
-PyTorch, always there). "auto" picks by x's device: on the CPU the compiled kernel, else the reference;
-on CUDA the compiled CUDA kernel, else Triton, else the reference.
+PyTorch, always there).
+
+The "auto" rule, by x's device:
+- CPU tensors: "cpu" when the C++ extension is built, else "reference" (never the Triton
+  interpreter, which is for tests).
+- CUDA tensors: "cuda" when the CUDA kernels were compiled, else "triton" when triton is importable,
+  else "reference".
+Both GPU backends compute the same contract. The intended rule is "the faster of CUDA and Triton per
+the GPU benchmarks" (amgp-bench --device cuda, bench/RESULTS.md); neither backend could be timed on a
+GPU when this was written, so auto prefers the compiled kernels (no JIT compile or autotuning pause on
+first use). Revisit this rule with GPU benchmark numbers.
 
 Precedence: the `backend=` argument of a call, then set_backend(), then $AMGP_BACKEND, then "auto".
 """

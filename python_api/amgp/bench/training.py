@@ -1,0 +1,189 @@
+"""Training-step benchmarks (forward + loss + backward + optimizer step), dense vs pruned at density d.
+
+"mlp": the bottom and top MLPs of a DLRM config as a SparseMLP stack, the top MLP reading the
+bottom MLP's output concatenated with a stand-in for the interaction features (DLRM's layout).
+Compared: the same stack of plain nn.Linear + ReLU ("nn_linear"), the SparseMLP stack with every
+block active (AMGP's dense phase) and pruned to each density (its sparse phase).
+"dlrm": the full amgp.DLRM (embeddings, dot interaction, both MLPs), the same three ways
+(sparse=False, i.e. nn.Linear MLPs, as the baseline).
+"""
+import copy
+import sys
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import SparseLinear, SparseMLP, prune_blocks
+from . import metrics
+from .cases import DLRM_CONFIGS
+from .timing import measure_interleaved
+
+MODELS = ("mlp", "dlrm")
+LEARNING_RATE = 0.01
+DLRM_TABLES = 26  # Criteo's categorical features
+DLRM_TABLE_ROWS = 10_000
+
+
+class DLRMUnavailableError(RuntimeError):
+    """amgp.DLRM (the DLRM wrapper) is not importable in this installation."""
+
+
+def dlrm_class():
+    """amgp.DLRM, or a DLRMUnavailableError saying why not."""
+    try:
+        from .. import DLRM
+    except ImportError as error:
+        raise DLRMUnavailableError(
+            f"the DLRM training benchmark needs amgp.DLRM, which this installation lacks ({error}); "
+            "use --training-model mlp for the SparseMLP-stack training benchmark") from error
+    return DLRM
+
+
+class MLPStack(nn.Module):
+    """DLRM's bottom MLP -> concat with interaction features -> top MLP (logit out)."""
+
+    def __init__(self, bottom, top):
+        super().__init__()
+        self.bottom, self.top = bottom, top
+
+    def forward(self, dense, interaction):
+        return self.top(torch.cat([self.bottom(dense), interaction], dim=1))
+
+
+def _torch_mlp(widths, last_relu, device, dtype):
+    layers = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b, device=device, dtype=dtype))
+        if i < len(widths) - 2 or last_relu:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def mlp_stack(config_name, kind, block_size=32, backend=None, device="cpu", dtype=torch.float32):
+    """The MLP stack of a DLRM config; kind "torch" (nn.Linear) or "sparse" (SparseMLP)."""
+    config = DLRM_CONFIGS[config_name]
+    if kind == "torch":
+        return MLPStack(_torch_mlp(config["bottom"], True, device, dtype),
+                        _torch_mlp(config["top"], False, device, dtype))
+    factory = {"block_size": block_size, "backend": backend, "device": device, "dtype": dtype}
+    return MLPStack(SparseMLP(config["bottom"], last_activation="relu", **factory),
+                    SparseMLP(config["top"], **factory))
+
+
+def mlp_batches(config_name, batch, copies, device, dtype, seed=0):
+    """Pre-made ((dense, interaction), label) batches to rotate through."""
+    config = DLRM_CONFIGS[config_name]
+    interaction = config["top"][0] - config["bottom"][-1]
+    generator = torch.Generator().manual_seed(seed)
+    return [((torch.randn(batch, config["bottom"][0], generator=generator).to(device, dtype),
+              torch.randn(batch, interaction, generator=generator).to(device, dtype)),
+             torch.randint(0, 2, (batch, 1), generator=generator).to(device, dtype)) for _ in range(copies)]
+
+
+def mlp_weight_density(model):
+    """Active fraction of all SparseLinear weights (FLOP fraction of the MLP GEMMs); 1.0 without any."""
+    layers = [m for m in model.modules() if isinstance(m, SparseLinear)]
+    if not layers:
+        return 1.0
+    total = sum(layer.in_features * layer.out_features for layer in layers)
+    return sum(layer.density * layer.in_features * layer.out_features for layer in layers) / total
+
+
+def _logits(model):
+    """The model's logit function: DLRM.logits, or the module itself (MLP stacks)."""
+    return getattr(model, "logits", model)
+
+
+def training_step(model, batches, optimizer):
+    """step(i): one optimizer step on batch i % len(batches) (BCE-with-logits loss)."""
+    loss_fn = nn.BCEWithLogitsLoss()
+    logits = _logits(model)
+
+    def step(i):
+        inputs, label = batches[i % len(batches)]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(logits(*inputs), label)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _variants(dense_sparse, densities, torch_model=None):
+    """(method, density, model): the nn.Linear baseline, the dense phase and each sparse phase."""
+    variants = [("nn_linear", 1.0, torch_model)] if torch_model is not None else []
+    variants.append(("dense_phase", 1.0, dense_sparse))
+    for density in densities:
+        if density < 1.0:
+            pruned = copy.deepcopy(dense_sparse)
+            prune_blocks(pruned, density)
+            variants.append(("sparse_phase", density, pruned))
+    return variants
+
+
+def _models_and_batches(kind, config_name, batch, copies, device, dtype, block_size, backend, seed):
+    """(sparse model, nn.Linear baseline, batches) of one model kind."""
+    if kind == "mlp":
+        torch.manual_seed(seed)
+        sparse = mlp_stack(config_name, "sparse", block_size, backend, device, dtype)
+        baseline = mlp_stack(config_name, "torch", device=device, dtype=dtype)
+        return sparse, baseline, mlp_batches(config_name, batch, copies, device, dtype, seed)
+    if kind == "dlrm":
+        return dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size, backend, seed)
+    raise ValueError(f"training model must be one of {MODELS}, got {kind!r}")
+
+
+def run_training_benchmarks(model_kinds, config_name, batch, densities, device="cpu", dtype=torch.float32,
+                            block_size=32, backend=None, warmup=3, repeats=10, copies=3, seed=0, progress=True):
+    """Rows of training-step timings for each model kind in `model_kinds` ("mlp", "dlrm"); the
+    variants of one model are timed interleaved."""
+    rows = []
+    with tqdm(total=len(model_kinds), desc="amgp-bench training", unit="model", file=sys.stderr,
+              disable=not progress) as bar:
+        for kind in model_kinds:
+            bar.set_postfix_str(f"{kind}:{config_name}")
+            sparse, baseline, batches = _models_and_batches(kind, config_name, batch, copies, device, dtype,
+                                                            block_size, backend, seed)
+            variants = {f"{method}@{density:g}": (method, density, model)
+                        for method, density, model in _variants(sparse, densities, baseline)}
+            steps = {name: training_step(model, batches, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE))
+                     for name, (_, _, model) in variants.items()}
+            timings, _ = measure_interleaved(steps, warmup, repeats, device)
+            group = [{"model": f"{kind}:{config_name}", "batch": batch, "method": method, "density": density,
+                      "weight_density": mlp_weight_density(model), "dtype": str(dtype).replace("torch.", ""),
+                      "block_size": block_size, "backend": backend or "auto", "error": None,
+                      **timings[name].summary()}
+                     for name, (method, density, model) in variants.items()]
+            _add_training_ratios(group)
+            rows += group
+            bar.update()
+    return rows
+
+
+def _add_training_ratios(group):
+    by_method = {r["method"]: r["median_ms"] for r in group if r["method"] != "sparse_phase"}
+    for row in group:
+        row["speedup_vs_nn_linear"] = metrics.speedup(by_method.get("nn_linear"), row["median_ms"])
+        row["speedup_vs_dense_phase"] = metrics.speedup(by_method.get("dense_phase"), row["median_ms"])
+
+
+def dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size, backend, seed):
+    """amgp.DLRM of the config, sparse (SparseMLP) and plain (nn.Linear) with the same weights, and
+    pre-made batches. The embedding tables are small (DLRM_TABLE_ROWS rows each, sparse gradients):
+    what is measured here is the MLPs' share of a step, not the memory traffic of real tables."""
+    dlrm = dlrm_class()
+    config = DLRM_CONFIGS[config_name]
+    arguments = dict(arch_embedding_size=[DLRM_TABLE_ROWS] * DLRM_TABLES,
+                     arch_sparse_feature_size=config["bottom"][-1], arch_mlp_bot=config["bottom"],
+                     arch_mlp_top=config["top"][1:], arch_interaction_op="dot", sparse_grad=True,
+                     device=device, dtype=dtype)
+    torch.manual_seed(seed)
+    sparse = dlrm(**arguments, sparse=True, block_size=block_size, backend=backend)
+    plain = dlrm(**arguments, sparse=False)
+    plain.load_state_dict(sparse.state_dict())
+    generator = torch.Generator().manual_seed(seed)
+    batches = [((torch.randn(batch, config["bottom"][0], generator=generator).to(device, dtype),
+                 torch.randint(0, DLRM_TABLE_ROWS, (batch, DLRM_TABLES), generator=generator).to(device)),
+                torch.randint(0, 2, (batch,), generator=generator).to(device, dtype)) for _ in range(copies)]
+    return sparse, plain, batches

@@ -1,0 +1,366 @@
+"""Triton backend vs the reference. On a machine without a GPU conftest sets TRITON_INTERPRET=1 and
+everything runs on CPU tensors in Triton's interpreter (slow: shapes stay tiny, a few tiles each)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+import amgp  # noqa: E402
+import amgp_kernels  # noqa: E402
+from amgp_kernels import backends, testing  # noqa: E402
+from amgp_kernels import triton as triton_backend  # noqa: E402
+from amgp_kernels.reference import channel_mask, num_blocks  # noqa: E402
+from amgp_kernels.triton import launch  # noqa: E402
+
+GPU = torch.cuda.is_available()
+DEVICE = "cuda" if GPU else "cpu"
+gpu_only = pytest.mark.skipif(not GPU, reason="needs a CUDA GPU")
+
+
+def _old_interpreter_breaks_on_numpy2():
+    """Triton < 3.8's interpreter converts 1-element arrays with int(), an error in NumPy 2.x: any
+    kernel loop over a runtime bound fails there (an upstream defect, fixed in triton 3.8)."""
+    import numpy
+
+    version = tuple(int(part) for part in triton.__version__.split(".")[:2])
+    try:
+        int(numpy.array([1]))
+    except TypeError:
+        return triton_backend.INTERPRET and version < (3, 8)
+    return False
+
+
+if _old_interpreter_breaks_on_numpy2():
+    pytest.skip(f"triton {triton.__version__}'s interpreter cannot run loops with NumPy 2.x; use triton >= 3.8 "
+                "or a GPU (python -m amgp_kernels.triton.aot still checks the compiled kernels)",
+                allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs(monkeypatch):
+    """Every output and workspace the backend allocates starts as NaN, so unwritten elements show."""
+    monkeypatch.setattr(launch, "_empty",
+                        lambda shape, dtype, device: torch.full(shape, float("nan"), dtype=dtype, device=device))
+
+
+def _blocks(features, block_size, kind):
+    return testing.random_blocks(num_blocks(features, block_size), kind, device=DEVICE)
+
+
+def _assert_zero_outside(t, mask, what):
+    """Exact zeros where `mask` (broadcastable bool) is False."""
+    outside = t.masked_select(~mask.expand_as(t))
+    assert bool((outside == 0).all()), f"{what}: inactive elements are not exact zeros"
+
+
+# (batch shape, in_features, out_features, block_size, in kind, out kind, activation, bias)
+CASES = {
+    "tails_half_relu_bias": ((8,), 40, 50, 16, 0.5, 0.5, "relu", True),
+    "odd_block24_3d_out_only": ((2, 3), 70, 50, 24, "all", 0.5, "none", False),
+    "small_blocks_span_tiles": ((5,), 70, 45, 8, 0.5, 0.5, "relu", True),
+    "block_wider_than_tile": ((6,), 100, 70, 64, "single", "all", "relu", True),
+    "all_active_row_tail": ((33,), 40, 36, 32, "all", "all", "relu", True),
+    "no_active_output": ((4,), 40, 30, 16, 0.5, "none", "relu", True),
+    "no_active_input": ((4,), 40, 30, 16, "none", 0.5, "relu", True),
+    "single_blocks": ((3,), 40, 30, 16, "single", "single", "none", True),
+    "vector_input": ((), 40, 30, 16, 0.5, 0.5, "relu", True),
+}
+DTYPE_CASES = [(torch.float32, name) for name in CASES] + [
+    (torch.float16, "tails_half_relu_bias"),
+    (torch.float16, "odd_block24_3d_out_only"),
+    (torch.bfloat16, "tails_half_relu_bias"),
+    (torch.bfloat16, "block_wider_than_tile"),
+]
+
+
+def _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size, activation):
+    """Forward and every gradient through amgp_kernels.block_linear(backend="triton") vs the reference."""
+    dtype = x.dtype
+    x = x.detach().requires_grad_()
+    weight = weight.detach().requires_grad_()
+    bias = bias.detach().requires_grad_() if bias is not None else None
+    y = amgp_kernels.block_linear(x, weight, bias, in_blocks, out_blocks, block_size, activation, backend="triton")
+    grad_y = torch.randn_like(y)
+    y.backward(grad_y)
+    ref_y, ref_dx, ref_dw, ref_db = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size,
+                                                                activation, grad_y, y_actual=y)
+    testing.assert_close_to_reference(y, ref_y, dtype, "y")
+    testing.assert_close_to_reference(x.grad, ref_dx, dtype, "grad_x")
+    testing.assert_close_to_reference(weight.grad, ref_dw, dtype, "grad_weight")
+    if bias is not None:
+        testing.assert_close_to_reference(bias.grad, ref_db, dtype, "grad_bias")
+    out_f, in_f = weight.shape
+    m_in = channel_mask(in_blocks, in_f, block_size, x.device)
+    m_out = channel_mask(out_blocks, out_f, block_size, x.device)
+    _assert_zero_outside(y, m_out, "y")
+    _assert_zero_outside(x.grad, m_in, "grad_x")
+    _assert_zero_outside(weight.grad, m_out[:, None] & m_in[None, :], "grad_weight")
+    if bias is not None:
+        _assert_zero_outside(bias.grad, m_out, "grad_bias")
+
+
+@pytest.mark.parametrize("dtype,case", DTYPE_CASES, ids=[f"{d}-{c}".replace("torch.", "") for d, c in DTYPE_CASES])
+def test_matches_reference(dtype, case):
+    batch, in_f, out_f, block_size, in_kind, out_kind, activation, has_bias = CASES[case]
+    x = torch.randn(*batch, in_f, dtype=dtype, device=DEVICE)
+    weight = torch.randn(out_f, in_f, dtype=dtype, device=DEVICE) / in_f ** 0.5
+    bias = torch.randn(out_f, dtype=dtype, device=DEVICE) if has_bias else None
+    in_blocks, out_blocks = _blocks(in_f, block_size, in_kind), _blocks(out_f, block_size, out_kind)
+    _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size, activation)
+
+
+def test_non_contiguous_inputs():
+    x = torch.randn(40, 9, device=DEVICE).t()  # (9, 40) column-major: the kernels read it in place
+    assert not x.is_contiguous()
+    weight = torch.randn(40, 30, device=DEVICE).t()  # (30, 40) column-major
+    bias = torch.randn(60, device=DEVICE)[::2]  # strided
+    _check_against_reference(x, weight, bias, _blocks(40, 16, 0.5), _blocks(30, 16, 0.5), 16, "relu")
+
+
+def test_non_contiguous_3d_input():
+    x = torch.randn(3, 40, 4, device=DEVICE).transpose(1, 2)  # (3, 4, 40): reshape must copy
+    weight = torch.randn(30, 40, device=DEVICE)
+    _check_against_reference(x, weight, None, _blocks(40, 16, 0.5), None, 16, "none")
+
+
+def test_empty_batch():
+    x = torch.randn(0, 40, device=DEVICE)
+    weight = torch.randn(30, 40, device=DEVICE)
+    bias = torch.randn(30, device=DEVICE)
+    _check_against_reference(x, weight, bias, _blocks(40, 16, 0.5), _blocks(30, 16, 0.5), 16, "relu")
+
+
+def test_non_finite_inactive_inputs_are_never_read():
+    """inf/NaN in inactive blocks of x and weight must not reach the output (kernels never read them)."""
+    in_blocks = torch.tensor([0, 2], dtype=torch.int32, device=DEVICE)
+    out_blocks = torch.tensor([1], dtype=torch.int32, device=DEVICE)
+    x = torch.randn(4, 40, device=DEVICE)
+    weight = torch.randn(30, 40, device=DEVICE)
+    x[:, 16:32] = float("nan")
+    weight[:16] = float("inf")
+    weight[:, 16:32] = float("nan")
+    y = amgp_kernels.block_linear(x, weight, None, in_blocks, out_blocks, 16, backend="triton")
+    ref = amgp_kernels.block_linear(x, weight, None, in_blocks, out_blocks, 16, backend="reference")
+    assert bool(torch.isfinite(y).all())
+    testing.assert_close_to_reference(y, ref, torch.float32)
+
+
+def _backward_case(dtype=torch.float32, activation="relu"):
+    x = torch.randn(40, 40, dtype=dtype, device=DEVICE)
+    weight = torch.randn(30, 40, dtype=dtype, device=DEVICE) / 40 ** 0.5
+    bias = torch.randn(30, dtype=dtype, device=DEVICE)
+    in_blocks = torch.tensor([0, 2], dtype=torch.int32, device=DEVICE)
+    out_blocks = torch.tensor([1], dtype=torch.int32, device=DEVICE)
+    y = torch.ops.amgp.block_linear_triton(x, weight, bias, in_blocks, out_blocks, 16, activation)
+    grad_y = torch.randn_like(y)
+    expected = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, 16, activation, grad_y, y_actual=y)
+    return (grad_y, x, weight, y, in_blocks, out_blocks, 16, activation), expected
+
+
+@pytest.mark.parametrize("mask", [[True, False, False], [False, True, False], [False, False, True]])
+def test_backward_returns_only_requested_grads(mask):
+    args, (_, ref_dx, ref_dw, ref_db) = _backward_case()
+    grads = torch.ops.amgp.block_linear_triton_backward(*args, mask)
+    for wanted, grad, ref, name in zip(mask, grads, (ref_dx, ref_dw, ref_db), ("grad_x", "grad_weight", "grad_bias")):
+        if wanted:
+            testing.assert_close_to_reference(grad, ref, torch.float32, name)
+        else:
+            assert grad.numel() == 0, f"{name} was not asked for but has shape {tuple(grad.shape)}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_split_k_weight_grad(dtype):
+    """dW/db summed over the batch in 3 splits (what the GPU does when output tiles are few)."""
+    args, (_, _, ref_dw, ref_db) = _backward_case(dtype)
+    _, grad_w, grad_b = launch.backward(*args, [False, True, True], split=3)
+    testing.assert_close_to_reference(grad_w, ref_dw, dtype, "grad_weight")
+    testing.assert_close_to_reference(grad_b, ref_db, dtype, "grad_bias")
+    _, _, only_b = launch.backward(*args, [False, False, True], split=2)
+    testing.assert_close_to_reference(only_b, ref_db, dtype, "grad_bias alone")
+
+
+def test_relu_backward_needs_y():
+    args, _ = _backward_case()
+    grad_y, x, weight, _, in_blocks, out_blocks, block_size, activation = args
+    with pytest.raises(ValueError, match="y"):
+        launch.backward(grad_y, x, weight, None, in_blocks, out_blocks, block_size, activation, [True, True, True])
+
+
+def test_float64_is_rejected_with_a_clear_error():
+    x = torch.randn(2, 8, dtype=torch.float64, device=DEVICE)
+    weight = torch.randn(4, 8, dtype=torch.float64, device=DEVICE)
+    with pytest.raises(TypeError, match="triton backend supports"):
+        amgp_kernels.block_linear(x, weight, None, None, None, 4, backend="triton")
+
+
+def test_opcheck():
+    x = torch.randn(6, 40, device=DEVICE, requires_grad=True)
+    weight = torch.randn(30, 40, device=DEVICE, requires_grad=True)
+    bias = torch.randn(30, device=DEVICE, requires_grad=True)
+    in_blocks = torch.tensor([0, 2], dtype=torch.int32, device=DEVICE)
+    out_blocks = torch.tensor([1], dtype=torch.int32, device=DEVICE)
+    torch.library.opcheck(torch.ops.amgp.block_linear_triton.default,
+                          (x, weight, bias, in_blocks, out_blocks, 16, "relu"))
+    y = torch.relu(torch.randn(6, 30, device=DEVICE))
+    torch.library.opcheck(torch.ops.amgp.block_linear_triton_backward.default,
+                          (torch.randn(6, 30, device=DEVICE), x.detach(), weight.detach(), y, in_blocks, out_blocks,
+                           16, "relu", [True, True, True]))
+
+
+def test_torch_compile_fullgraph_sparse_linear():
+    layer = amgp.SparseLinear(40, 30, block_size=16, activation="relu", backend="triton", device=DEVICE)
+    layer.set_out_mask(torch.tensor([True, False], device=DEVICE))
+    layer.set_in_mask(torch.tensor([True, False, True], device=DEVICE))
+    compiled = torch.compile(layer, fullgraph=True)
+    x = torch.randn(6, 40, device=DEVICE, requires_grad=True)
+    y = compiled(x)
+    grad_y = torch.randn_like(y)
+    y.backward(grad_y)
+    ref_y, ref_dx, ref_dw, ref_db = testing.reference_with_grads(x, layer.weight, layer.bias, layer.in_index,
+                                                                layer.out_index, 16, "relu", grad_y, y_actual=y)
+    testing.assert_close_to_reference(y, ref_y, torch.float32, "y")
+    testing.assert_close_to_reference(x.grad, ref_dx, torch.float32, "grad_x")
+    testing.assert_close_to_reference(layer.weight.grad, ref_dw, torch.float32, "grad_weight")
+    testing.assert_close_to_reference(layer.bias.grad, ref_db, torch.float32, "grad_bias")
+
+
+# ----- backend choice --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def triton_calls(monkeypatch):
+    """Counts forward launches of the Triton backend."""
+    calls = []
+    forward = launch.forward
+
+    def counting_forward(*args):
+        calls.append(1)
+        return forward(*args)
+
+    monkeypatch.setattr(launch, "forward", counting_forward)
+    return calls
+
+
+@pytest.fixture
+def default_backend():
+    yield
+    amgp_kernels.set_backend(None)
+
+
+def test_triton_is_available_here():
+    assert triton_backend.AVAILABLE
+    assert triton_backend.INTERPRET or GPU
+    assert "triton" in amgp_kernels.available_backends()
+
+
+def test_set_backend_and_environment_choose_triton(triton_calls, default_backend, monkeypatch):
+    x, weight = torch.randn(2, 16, device=DEVICE), torch.randn(8, 16, device=DEVICE)
+    amgp_kernels.set_backend("triton")
+    amgp_kernels.block_linear(x, weight, None, None, None, 8)
+    assert len(triton_calls) == 1
+    amgp_kernels.set_backend(None)
+    monkeypatch.setenv("AMGP_BACKEND", "triton")
+    amgp_kernels.block_linear(x, weight, None, None, None, 8)
+    assert len(triton_calls) == 2
+    amgp_kernels.block_linear(x, weight, None, None, None, 8, backend="reference")  # the argument wins
+    assert len(triton_calls) == 2
+
+
+def test_sparse_mlp_backend_argument(triton_calls):
+    mlp = amgp.SparseMLP([16, 24, 8], block_size=8, backend="triton", device=DEVICE)
+    mlp.set_out_mask(0, torch.tensor([True, False, True], device=DEVICE))
+    x = torch.randn(3, 16, device=DEVICE)
+    y = mlp(x)
+    assert len(triton_calls) == 2
+    reference = amgp.SparseMLP([16, 24, 8], block_size=8, backend="reference", device=DEVICE)
+    reference.load_state_dict(mlp.state_dict())
+    testing.assert_close_to_reference(y, reference(x), torch.float32)
+
+
+def test_auto_rule_on_gpu_tensors():
+    # auto_backend only reads build/availability info: checkable without a GPU.
+    expected = "cuda" if "cuda" in amgp_kernels._extension.compiled_backends() else "triton"
+    assert backends.auto_backend(torch.device("cuda")) == expected
+    assert backends.auto_backend(torch.device("cpu")) != "triton"
+
+
+def test_unavailable_triton_raises_a_clear_error(monkeypatch):
+    x, weight = torch.randn(2, 16), torch.randn(8, 16)
+    monkeypatch.setattr(backends, "_triton_module", lambda: None)
+    with pytest.raises(amgp_kernels.BackendUnavailableError, match=r"'triton' is not available.*available here: "):
+        amgp_kernels.block_linear(x, weight, None, None, None, 8, backend="triton")
+
+
+def test_cpu_tensors_need_the_interpreter(monkeypatch):
+    monkeypatch.setattr(triton_backend, "INTERPRET", False)
+    with pytest.raises(amgp_kernels.BackendUnavailableError, match="TRITON_INTERPRET"):
+        amgp_kernels.block_linear(torch.randn(2, 16), torch.randn(8, 16), None, None, None, 8, backend="triton")
+
+
+def test_without_triton_the_backend_is_reported_unavailable():
+    """Import never fails because triton is missing: the backend is just not available."""
+    code = (
+        "import sys; sys.modules['triton'] = None\n"  # makes `import triton` raise ImportError
+        "import torch, amgp_kernels, amgp_kernels.triton as t\n"
+        "assert not t.AVAILABLE and t.IMPORT_ERROR, t.IMPORT_ERROR\n"
+        "assert 'triton' not in amgp_kernels.available_backends()\n"
+        "try:\n"
+        "    amgp_kernels.block_linear(torch.ones(2, 8), torch.ones(4, 8), None, None, None, 4, backend='triton')\n"
+        "except amgp_kernels.BackendUnavailableError as error:\n"
+        "    print('unavailable:', error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "unavailable: backend 'triton' is not available" in result.stdout
+
+
+def test_unknown_backend_name():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        amgp_kernels.block_linear(torch.randn(2, 16), torch.randn(8, 16), None, None, None, 8, backend="tritonn")
+
+
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """The interpreter never compiles: check that the real (compiled) kernels build for sm_90, with
+    gathered channels on both sides, bf16 and exact fp32, an odd block size. No GPU needed."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    command = [sys.executable, "-m", "amgp_kernels.triton.aot", "--arch", "90", "--dtypes", "bf16,fp32",
+               "--block-sizes", "24", "--gather-only"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert result.stdout.count("sm_90 ok:") == 10, result.stdout
+
+
+# ----- GPU only: real tile sizes, autotuning, the automatic split-K ---------------------------
+
+
+# Each case autotunes (compiles every tile config of three kernels): keep the list short.
+GPU_CASES = [(torch.bfloat16, 0.5, 0.5), (torch.float32, "all", 0.25), (torch.float16, "all", "all")]
+
+
+@gpu_only
+@pytest.mark.parametrize("dtype,in_kind,out_kind", GPU_CASES)
+def test_gpu_larger_shapes(dtype, in_kind, out_kind):
+    in_f, out_f, block_size = 1000, 768, 32
+    x = torch.randn(1024, in_f, dtype=dtype, device=DEVICE)
+    weight = torch.randn(out_f, in_f, dtype=dtype, device=DEVICE) / in_f ** 0.5
+    bias = torch.randn(out_f, dtype=dtype, device=DEVICE)
+    _check_against_reference(x, weight, bias, _blocks(in_f, block_size, in_kind), _blocks(out_f, block_size, out_kind),
+                             block_size, "relu")
+
+
+@gpu_only
+def test_gpu_automatic_split_k():
+    """A narrow layer under a large batch: few dW tiles, so the batch reduction is split."""
+    in_blocks = _blocks(256, 32, 0.5)
+    out_blocks = _blocks(256, 32, 0.25)
+    out = launch._Side(out_blocks, 256, 32)
+    inp = launch._Side(in_blocks, 256, 32)
+    assert launch.weight_grad_split(16384, out, inp, torch.device(DEVICE)) > 1
+    x = torch.randn(16384, 256, device=DEVICE, dtype=torch.bfloat16)
+    weight = torch.randn(256, 256, device=DEVICE, dtype=torch.bfloat16) / 16
+    _check_against_reference(x, weight, torch.randn(256, device=DEVICE, dtype=torch.bfloat16), in_blocks, out_blocks,
+                             32, "relu")
