@@ -1,7 +1,7 @@
 """SparseLinear / SparseMLP under torch.compile(fullgraph=True, backend="inductor") train exactly like
 eager across mask changes, and mask changes cost at most one recompile per distinct index signature.
 
-What recompiles (measured here, torch 2.4+): the compiled graph guards on each layer's cached index
+What recompiles (measured with torch 2.14): the compiled graph guards on each layer's cached index
 lists `out_index` / `in_index`: None (all blocks active) versus a tensor, and the tensor's length (nn
 module buffers get static shapes; dynamo does not make them dynamic even when marked). So the first
 time a model runs with a new combination of active-block counts it compiles once; any later mask
