@@ -79,11 +79,21 @@ def test_matches_reference(dtype, bs, in_kind, out_kind):
 @pytest.mark.parametrize("shape", [((300,), 700, 520, 32), ((2, 129), 1024, 256, 64), ((257,), 384, 640, 128)],
                          ids=str)
 @pytest.mark.parametrize("density", [1.0, 0.5], ids=str)
-def test_multi_tile_shapes(dtype, shape, density):
-    """Several output tiles and more K-steps than pipeline stages."""
+def test_multi_tile_shapes(monkeypatch, dtype, shape, density):
+    """Several output tiles and more K-steps than pipeline stages (dense too: through the block kernels)."""
+    monkeypatch.setenv("AMGP_CUDA_DENSE_ATEN", "0")
     batch_shape, in_f, out_f, bs = shape
     kind = "all" if density == 1.0 else density
     check_case(batch_shape, in_f, out_f, bs, dtype, kind, kind, seed=in_f)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("bs", [16, 24])
+@pytest.mark.parametrize("activation", ["none", "relu"])
+def test_dense_through_block_kernels(monkeypatch, dtype, bs, activation):
+    """All blocks active normally goes to ATen/cuBLAS; AMGP_CUDA_DENSE_ATEN=0 keeps it on our kernels."""
+    monkeypatch.setenv("AMGP_CUDA_DENSE_ATEN", "0")
+    check_case((37,), 3 * bs + 5, 2 * bs + 3, bs, dtype, "all", "all", activation, seed=bs)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -4,7 +4,8 @@
 // launches on PyTorch's current stream. Outputs come from new_output (NaN-filled in test mode). Only metadata (shapes, strides, numel of the block
 // lists) is used on the host: block indices stay on the device, so there is no host sync.
 // A block list with every block of its dimension (numel == number of blocks; contents are
-// sorted and unique by contract) is treated like None.
+// sorted and unique by contract) is treated like None. With every block of both sides active
+// the op is a dense linear layer and goes to ATen (cuBLAS), as the CPU implementation does.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -12,6 +13,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <limits>
 #include <vector>
 
@@ -127,8 +130,31 @@ cuda::Operand operand(const void* data, int64_t ld, ChannelMap rows, ChannelMap 
   return o;
 }
 
-void check_common(const Tensor& x, const Tensor& weight, int64_t block_size, const char* op) {
+// Every block of both sides active: the op is a dense nn.Linear, and cuBLAS (through ATen) is
+// the fastest GEMM there. AMGP_CUDA_DENSE_ATEN=0 sends it through the block kernels instead.
+bool dense_through_aten(const Side& in, const Side& out) {
+  if (!in.all() || !out.all()) return false;
+  const char* flag = std::getenv("AMGP_CUDA_DENSE_ATEN");
+  return flag == nullptr || std::string(flag) != "0";
+}
+
+c10::Device cuda_device_of(const Tensor& x, const char* op) {
   TORCH_CHECK(x.is_cuda(), op, " (CUDA): x must be a CUDA tensor, got ", x.device());
+  return x.device();
+}
+
+// What forward and backward share: checked arguments, both channel sides, x and weight as rows.
+struct Problem {
+  bool relu = false;
+  int64_t in_f = 0, out_f = 0;
+  DType dtype = DType::kFloat32;
+  Side in, out;
+  Rows xr, wr;
+};
+
+Problem prepare(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& in_blocks,
+                const c10::optional<Tensor>& out_blocks, int64_t block_size, c10::string_view activation,
+                const char* op) {
   TORCH_CHECK(block_size > 0, op, ": block_size must be > 0, got ", block_size);
   TORCH_CHECK(x.dim() >= 1, op, ": x must have at least 1 dimension");
   TORCH_CHECK(weight.dim() == 2, op, ": weight must be 2-D, got ", weight.dim(), "-D");
@@ -138,7 +164,18 @@ void check_common(const Tensor& x, const Tensor& weight, int64_t block_size, con
               " differs from x dtype ", x.scalar_type());
   TORCH_CHECK(weight.device() == x.device(), op, ": weight is on ", weight.device(), " but x is on ",
               x.device());
-  dtype_of(x, op);
+  Problem pr;
+  pr.dtype = dtype_of(x, op);
+  pr.relu = parse_relu(activation, op);
+  pr.in_f = weight.size(1);
+  pr.out_f = weight.size(0);
+  pr.in = make_side(in_blocks, pr.in_f, block_size, x, "in_blocks", op);
+  pr.out = make_side(out_blocks, pr.out_f, block_size, x, "out_blocks", op);
+  pr.xr = as_rows(x, pr.in_f);
+  pr.wr = as_rows(weight, pr.in_f);
+  TORCH_CHECK(pr.xr.rows <= kMaxIndex, op, " (CUDA): at most ", kMaxIndex, " rows are supported, got ",
+              pr.xr.rows);
+  return pr;
 }
 
 void zero_inactive(const Tensor& out, int64_t rows, int64_t cols, const Side* row_side, const Side* col_side,
@@ -184,12 +221,28 @@ int32_t split_k(int64_t m, int64_t n, int64_t k, DType dtype) {
   return static_cast<int32_t>((k_steps + per_split - 1) / per_split);  // no empty split
 }
 
-void run_gemm(cuda::GemmArgs& g, const Tensor& like, cudaStream_t stream) {
+// out (2-D, contiguous) [out_rows(m), out_cols(n)] = act(a(m, :) . b(n, :) + bias): m over a's
+// rows, n over b's rows, K over a's (= b's) K slots.
+void run_gemm(const cuda::Operand& a, const cuda::Operand& b, const Tensor& out, const ChannelMap& out_rows,
+              const ChannelMap& out_cols, const void* bias, bool relu, cudaStream_t stream) {
+  cuda::GemmArgs g;
+  g.dtype = dtype_of(out, "amgp.block_linear");
+  g.m = a.rows.extent;
+  g.n = b.rows.extent;
+  g.k = a.ks.extent;
+  g.a = a;
+  g.b = b;
+  g.out = out.mutable_data_ptr();
+  g.ld_out = out.size(1);
+  g.out_rows = out_rows;
+  g.out_cols = out_cols;
+  g.bias = bias;
+  g.relu = relu;
   if (g.m == 0 || g.n == 0) return;
   g.splits = split_k(g.m, g.n, g.k, g.dtype);
   Tensor workspace;
   if (g.splits > 1) {
-    workspace = at::empty({g.splits, g.m, g.n}, like.options().dtype(at::kFloat));
+    workspace = at::empty({g.splits, g.m, g.n}, out.options().dtype(at::kFloat));
     g.workspace = workspace.mutable_data_ptr<float>();
   }
   C10_CUDA_CHECK(cuda::launch_block_gemm(g, stream));
@@ -199,13 +252,12 @@ Tensor block_linear_cuda(const Tensor& x, const Tensor& weight, const c10::optio
                          const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks,
                          int64_t block_size, c10::string_view activation) {
   const char* op = "amgp.block_linear";
-  check_common(x, weight, block_size, op);
-  const bool relu = parse_relu(activation, op);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const int64_t in_f = weight.size(1), out_f = weight.size(0);
-  const DType dtype = dtype_of(x, op);
-  const Side in = make_side(in_blocks, in_f, block_size, x, "in_blocks", op);
-  const Side out = make_side(out_blocks, out_f, block_size, x, "out_blocks", op);
+  const c10::cuda::CUDAGuard guard(cuda_device_of(x, op));
+  const Problem pr = prepare(x, weight, in_blocks, out_blocks, block_size, activation, op);
+  const int64_t out_f = pr.out_f;
+  const DType dtype = pr.dtype;
+  const bool relu = pr.relu;
+  const Side &in = pr.in, &out = pr.out;
   Tensor bias;
   if (bias_opt.has_value() && bias_opt->defined()) {
     bias = *bias_opt;
@@ -217,29 +269,21 @@ Tensor block_linear_cuda(const Tensor& x, const Tensor& weight, const c10::optio
     bias = bias.contiguous();
   }
 
-  const Rows xr = as_rows(x, in_f);
-  const Rows wr = as_rows(weight, in_f);
-  TORCH_CHECK(xr.rows <= kMaxIndex, op, " (CUDA): at most ", kMaxIndex, " rows are supported, got ", xr.rows);
+  const Rows &xr = pr.xr, &wr = pr.wr;
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
   out_shape.back() = out_f;
+  if (dense_through_aten(in, out)) {
+    Tensor y = bias.defined() ? at::addmm(bias, xr.t, wr.t.t()) : at::mm(xr.t, wr.t.t());
+    if (relu) y.relu_();
+    return y.view(out_shape);
+  }
   Tensor y = new_output({xr.rows, out_f}, x.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
 
   const ChannelMap in_map = in.map(), out_map = out.map(), batch = identity_map(xr.rows);
-  cuda::GemmArgs g;
-  g.dtype = dtype;
-  g.m = batch.extent;
-  g.n = out_map.extent;
-  g.k = in_map.extent;
-  g.a = operand(xr.t.const_data_ptr(), xr.ld, batch, in_map, true, dtype);
-  g.b = operand(wr.t.const_data_ptr(), wr.ld, out_map, in_map, true, dtype);
-  g.out = y.mutable_data_ptr();
-  g.ld_out = out_f;
-  g.out_rows = batch;
-  g.out_cols = out_map;
-  g.bias = bias.defined() ? bias.const_data_ptr() : nullptr;
-  g.relu = relu;
-  run_gemm(g, x, stream);
+  run_gemm(operand(xr.t.const_data_ptr(), xr.ld, batch, in_map, true, dtype),
+           operand(wr.t.const_data_ptr(), wr.ld, out_map, in_map, true, dtype), y, batch, out_map,
+           bias.defined() ? bias.const_data_ptr() : nullptr, relu, stream);
   zero_inactive(y, xr.rows, out_f, nullptr, &out, stream);
   return y.view(out_shape);
 }
@@ -249,15 +293,13 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
     const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks, int64_t block_size,
     c10::string_view activation, std::array<bool, 3> output_mask) {
   const char* op = "amgp.block_linear_backward";
-  check_common(x, weight, block_size, op);
-  const bool relu = parse_relu(activation, op);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const int64_t in_f = weight.size(1), out_f = weight.size(0);
-  const DType dtype = dtype_of(x, op);
-  const Side in = make_side(in_blocks, in_f, block_size, x, "in_blocks", op);
-  const Side out = make_side(out_blocks, out_f, block_size, x, "out_blocks", op);
-
-  const Rows xr = as_rows(x, in_f);
+  const c10::cuda::CUDAGuard guard(cuda_device_of(x, op));
+  const Problem pr = prepare(x, weight, in_blocks, out_blocks, block_size, activation, op);
+  const int64_t in_f = pr.in_f, out_f = pr.out_f;
+  const DType dtype = pr.dtype;
+  const bool relu = pr.relu;
+  const Side &in = pr.in, &out = pr.out;
+  const Rows &xr = pr.xr, &wr = pr.wr;
   TORCH_CHECK(grad_y.device() == x.device() && grad_y.scalar_type() == x.scalar_type(), op,
               ": grad_y must be on ", x.device(), " with dtype ", x.scalar_type(), ", got ", grad_y.device(),
               " / ", grad_y.scalar_type());
@@ -265,7 +307,6 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
               " does not match the forward output");
   const Rows dyr = as_rows(grad_y, out_f);
   TORCH_CHECK(dyr.rows == xr.rows, op, ": grad_y shape ", grad_y.sizes(), " does not match the forward output");
-  TORCH_CHECK(xr.rows <= kMaxIndex, op, " (CUDA): at most ", kMaxIndex, " rows are supported, got ", xr.rows);
   Rows yr;
   if (relu) {
     TORCH_CHECK(y_opt.has_value() && y_opt->defined(), op,
@@ -275,7 +316,13 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
                 op, ": y must match grad_y (shape, dtype, device)");
     yr = as_rows(*y_opt, out_f);
   }
-  const Rows wr = as_rows(weight, in_f);
+  if (dense_through_aten(in, out)) {
+    const Tensor dyp = relu ? at::threshold_backward(dyr.t, yr.t, 0) : dyr.t;
+    const Tensor empty = at::empty({0}, x.options());
+    return {output_mask[0] ? at::mm(dyp, wr.t).view(x.sizes()) : empty,
+            output_mask[1] ? at::mm(dyp.t(), xr.t) : empty,
+            output_mask[2] ? dyp.sum(0) : empty};
+  }
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
   const int64_t batch = xr.rows;
   const ChannelMap in_map = in.map(), out_map = out.map(), batch_map = identity_map(batch);
@@ -317,35 +364,17 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
          grad_b = at::empty({0}, x.options());
   if (output_mask[0]) {  // dx[b, in] = sum_o dy'[b, o] W[o, in]
     grad_x = new_output({batch, in_f}, x.options());
-    cuda::GemmArgs g;
-    g.dtype = dtype;
-    g.m = batch_map.extent;
-    g.n = in_map.extent;
-    g.k = dy_slots.extent;
-    g.a = operand(dy_data, dy_ld, batch_map, dy_slots, true, dtype);
-    g.b = operand(wr.t.const_data_ptr(), wr.ld, in_map, out_map, false, dtype);
-    g.out = grad_x.mutable_data_ptr();
-    g.ld_out = in_f;
-    g.out_rows = batch_map;
-    g.out_cols = in_map;
-    run_gemm(g, x, stream);
+    run_gemm(operand(dy_data, dy_ld, batch_map, dy_slots, true, dtype),
+             operand(wr.t.const_data_ptr(), wr.ld, in_map, out_map, false, dtype), grad_x, batch_map, in_map,
+             nullptr, false, stream);
     zero_inactive(grad_x, batch, in_f, nullptr, &in, stream);
     grad_x = grad_x.view(x.sizes());
   }
   if (output_mask[1]) {  // dW[o, in] = sum_b dy'[b, o] x[b, in]
     grad_w = new_output({out_f, in_f}, weight.options());
-    cuda::GemmArgs g;
-    g.dtype = dtype;
-    g.m = dy_slots.extent;
-    g.n = in_map.extent;
-    g.k = batch_map.extent;
-    g.a = operand(dy_data, dy_ld, dy_slots, batch_map, false, dtype);
-    g.b = operand(xr.t.const_data_ptr(), xr.ld, in_map, batch_map, false, dtype);
-    g.out = grad_w.mutable_data_ptr();
-    g.ld_out = in_f;
-    g.out_rows = out_map;
-    g.out_cols = in_map;
-    run_gemm(g, x, stream);
+    run_gemm(operand(dy_data, dy_ld, dy_slots, batch_map, false, dtype),
+             operand(xr.t.const_data_ptr(), xr.ld, in_map, batch_map, false, dtype), grad_w, out_map, in_map,
+             nullptr, false, stream);
     zero_inactive(grad_w, out_f, in_f, &out, &in, stream);
   }
   if (output_mask[2]) {  // db[o] = sum_b dy'[b, o]
