@@ -23,14 +23,14 @@ __global__ void zero_inactive_kernel(const ZeroArgs a, int64_t units_per_row, in
   const int64_t unit = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const bool in_range = unit < units_per_row;
   bool col_active = true;
-  if (in_range && a.col_blocks != nullptr)
+  if (in_range && !a.all_cols_active)
     col_active = contains_block(a.col_blocks, a.n_col_blocks, unit * elems_per_unit / a.col_block_size);
   char* base = static_cast<char*>(a.data) + unit * static_cast<int64_t>(sizeof(Unit));
   const int64_t row_bytes = a.ld * a.elem_bytes;
 
   for (int64_t r0 = blockIdx.y * static_cast<int64_t>(kZeroRowsPerCta); r0 < a.rows;
        r0 += static_cast<int64_t>(gridDim.y) * kZeroRowsPerCta) {
-    if (a.row_blocks != nullptr) {
+    if (!a.all_rows_active) {
       __syncthreads();  // previous step's readers are done
       if (threadIdx.x < kZeroRowsPerCta) {
         const int64_t r = r0 + threadIdx.x;
@@ -42,7 +42,7 @@ __global__ void zero_inactive_kernel(const ZeroArgs a, int64_t units_per_row, in
     if (!in_range) continue;
     const int64_t r_end = min(a.rows, r0 + kZeroRowsPerCta);
     for (int64_t r = r0; r < r_end; ++r) {
-      const bool active = col_active && (a.row_blocks == nullptr || row_active[r - r0]);
+      const bool active = col_active && (a.all_rows_active || row_active[r - r0]);
       if (!active) *reinterpret_cast<Unit*>(base + r * row_bytes) = Unit{};
     }
   }
@@ -88,11 +88,10 @@ unsigned ceil_div_grid(int64_t n, int64_t d) { return static_cast<unsigned>((n +
 }  // namespace
 
 cudaError_t launch_zero_inactive(const ZeroArgs& a, cudaStream_t stream) {
-  if (a.rows == 0 || a.cols == 0 || (a.row_blocks == nullptr && a.col_blocks == nullptr))
-    return cudaSuccess;
+  if (a.rows == 0 || a.cols == 0 || (a.all_rows_active && a.all_cols_active)) return cudaSuccess;
   const int vec = 16 / a.elem_bytes;
   const bool vectorized = reinterpret_cast<uintptr_t>(a.data) % 16 == 0 && a.cols % vec == 0 &&
-                          a.ld % vec == 0 && (a.col_blocks == nullptr || a.col_block_size % vec == 0);
+                          a.ld % vec == 0 && (a.all_cols_active || a.col_block_size % vec == 0);
   const int64_t units = vectorized ? a.cols / vec : a.cols;
   const int64_t row_steps = (a.rows + kZeroRowsPerCta - 1) / kZeroRowsPerCta;
   const dim3 grid(ceil_div_grid(units, kThreads), static_cast<unsigned>(std::min<int64_t>(row_steps, 65535)));

@@ -187,11 +187,13 @@ void zero_inactive(const Tensor& out, int64_t rows, int64_t cols, const Side* ro
   z.cols = cols;
   z.ld = cols;
   if (row_side != nullptr && !row_side->all()) {
+    z.all_rows_active = false;
     z.row_blocks = row_side->data();
     z.n_row_blocks = static_cast<int32_t>(row_side->n_active);
     z.row_block_size = row_side->block_size;
   }
   if (col_side != nullptr && !col_side->all()) {
+    z.all_cols_active = false;
     z.col_blocks = col_side->data();
     z.n_col_blocks = static_cast<int32_t>(col_side->n_active);
     z.col_block_size = col_side->block_size;

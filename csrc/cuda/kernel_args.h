@@ -55,13 +55,16 @@ struct GemmArgs {
 };
 
 // Writes zeros at (r, c) of a rows x cols matrix wherever row r or column c lies in an
-// inactive block (a nullptr block list means every block of that side is active).
+// inactive block. A side with all_*_active set has no list; otherwise its list holds the
+// n_*_blocks active blocks (possibly none: then the pointer is not read).
 struct ZeroArgs {
   void* data = nullptr;
   int elem_bytes = 4;
   int64_t rows = 0, cols = 0, ld = 0;
+  bool all_rows_active = true;
   const int32_t* row_blocks = nullptr;
   int32_t n_row_blocks = 0, row_block_size = 1;
+  bool all_cols_active = true;
   const int32_t* col_blocks = nullptr;
   int32_t n_col_blocks = 0, col_block_size = 1;
 };
