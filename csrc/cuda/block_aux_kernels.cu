@@ -7,46 +7,15 @@
 #include <algorithm>
 
 #include "device_utils.cuh"
+#include "zero_fill.cuh"
 
 namespace amgp {
 namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kZeroRowsPerCta = 16;
 
-// Each thread owns one column unit (16 bytes, or one element when 16-byte stores are unsafe)
-// and walks kZeroRowsPerCta rows per step; row activity is looked up once per row per CTA.
-template <typename Unit>
-__global__ void zero_inactive_kernel(const ZeroArgs a, int64_t units_per_row, int elems_per_unit) {
-  __shared__ bool row_active[kZeroRowsPerCta];
-  const int64_t unit = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  const bool in_range = unit < units_per_row;
-  bool col_active = true;
-  if (in_range && !a.all_cols_active)
-    col_active = contains_block(a.col_blocks, a.n_col_blocks, unit * elems_per_unit / a.col_block_size);
-  char* base = static_cast<char*>(a.data) + unit * static_cast<int64_t>(sizeof(Unit));
-  const int64_t row_bytes = a.ld * a.elem_bytes;
-
-  for (int64_t r0 = blockIdx.y * static_cast<int64_t>(kZeroRowsPerCta); r0 < a.rows;
-       r0 += static_cast<int64_t>(gridDim.y) * kZeroRowsPerCta) {
-    if (!a.all_rows_active) {
-      __syncthreads();  // previous step's readers are done
-      if (threadIdx.x < kZeroRowsPerCta) {
-        const int64_t r = r0 + threadIdx.x;
-        row_active[threadIdx.x] =
-            r < a.rows && contains_block(a.row_blocks, a.n_row_blocks, r / a.row_block_size);
-      }
-      __syncthreads();
-    }
-    if (!in_range) continue;
-    const int64_t r_end = min(a.rows, r0 + kZeroRowsPerCta);
-    for (int64_t r = r0; r < r_end; ++r) {
-      const bool active = col_active && (a.all_rows_active || row_active[r - r0]);
-      if (!active) *reinterpret_cast<Unit*>(base + r * row_bytes) = Unit{};
-    }
-  }
-}
+__global__ void zero_inactive_kernel(const ZeroArgs a) { zero_fill_ctas(a, blockIdx.x, gridDim.x); }
 
 template <typename T>
 __global__ void grad_prep_kernel(const GradPrepArgs a) {
@@ -87,21 +56,12 @@ unsigned ceil_div_grid(int64_t n, int64_t d) { return static_cast<unsigned>((n +
 
 }  // namespace
 
-cudaError_t launch_zero_inactive(const ZeroArgs& a, cudaStream_t stream) {
-  if (a.rows == 0 || a.cols == 0 || (a.all_rows_active && a.all_cols_active)) return cudaSuccess;
-  const int vec = 16 / a.elem_bytes;
-  const bool vectorized = reinterpret_cast<uintptr_t>(a.data) % 16 == 0 && a.cols % vec == 0 &&
-                          a.ld % vec == 0 && (a.all_cols_active || a.col_block_size % vec == 0);
-  const int64_t units = vectorized ? a.cols / vec : a.cols;
-  const int64_t row_steps = (a.rows + kZeroRowsPerCta - 1) / kZeroRowsPerCta;
-  const dim3 grid(ceil_div_grid(units, kThreads), static_cast<unsigned>(std::min<int64_t>(row_steps, 65535)));
-  if (grid.x > INT32_MAX) return cudaErrorInvalidValue;
-  if (vectorized)
-    zero_inactive_kernel<uint4><<<grid, kThreads, 0, stream>>>(a, units, vec);
-  else if (a.elem_bytes == 2)
-    zero_inactive_kernel<uint16_t><<<grid, kThreads, 0, stream>>>(a, units, 1);
-  else
-    zero_inactive_kernel<uint32_t><<<grid, kThreads, 0, stream>>>(a, units, 1);
+cudaError_t launch_zero_inactive(const ZeroArgs& args, cudaStream_t stream) {
+  ZeroArgs a = args;
+  plan_zero_fill(a);
+  if (a.work_items == 0) return cudaSuccess;
+  const unsigned ctas = static_cast<unsigned>(std::min<int64_t>(a.work_items, 8192));
+  zero_inactive_kernel<<<ctas, kZeroThreads, 0, stream>>>(a);
   return cudaGetLastError();
 }
 

@@ -8,13 +8,15 @@
 // not 16-byte friendly, e.g. odd block sizes). fp16/bf16 run on tensor cores (ldmatrix +
 // mma.sync m16n8k16, fp32 accumulators); fp32 runs on FFMA (no TF32: results match fp32 GEMMs).
 // The epilogue adds bias, applies ReLU and scatters to the real channels; split-K writes fp32
-// partials that split_k_reduce_kernel sums in a fixed order (deterministic).
+// partials that split_k_reduce_kernel sums in a fixed order (deterministic). Extra CTAs of the
+// same launch write the zeros of the inactive output blocks.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <type_traits>
 
 #include "device_utils.cuh"
+#include "zero_fill.cuh"
 
 namespace amgp {
 namespace cuda {
@@ -24,6 +26,7 @@ constexpr int kThreads = 256;
 constexpr int kTileM = kGemmTileM;
 constexpr int kTileN = kGemmTileN;
 constexpr int kGroupM = 8;  // CTA raster: 8 M-tiles share each N-tile sweep (L2 reuse)
+static_assert(kThreads == kZeroThreads, "the GEMM's extra CTAs run the zero fill");
 
 template <typename T>
 struct GemmConfig {
@@ -311,10 +314,15 @@ __global__ void __launch_bounds__(kThreads, GemmConfig<T>::kMinBlocks) block_gem
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
 
-  // Grouped raster over the (M, N) tile grid.
+  // Grouped raster over the (M, N) tile grid; CTAs past the tiles write the inactive zeros
+  // (scheduled last, they fill the final wave).
   const int tiles_m = (p.m + kTileM - 1) / kTileM;
   const int tiles_n = (p.n + kTileN - 1) / kTileN;
   const int pid = blockIdx.x;
+  if (pid >= tiles_m * tiles_n) {
+    if (blockIdx.z == 0) zero_fill_ctas(p.zero, pid - tiles_m * tiles_n, p.zero_ctas);
+    return;
+  }
   const int per_group = kGroupM * tiles_n;
   const int first_m = (pid / per_group) * kGroupM;
   const int group_rows = min(tiles_m - first_m, kGroupM);
@@ -391,7 +399,8 @@ cudaError_t launch_typed(const GemmArgs& p, cudaStream_t stream) {
   auto kernel = block_gemm_kernel<T, A_K, B_K>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  kernel<<<dim3(static_cast<unsigned>(tiles), 1, p.splits), kThreads, smem, stream>>>(p);
+  if (p.zero_ctas < 0 || tiles + p.zero_ctas > INT32_MAX) return cudaErrorInvalidValue;
+  kernel<<<dim3(static_cast<unsigned>(tiles + p.zero_ctas), 1, p.splits), kThreads, smem, stream>>>(p);
   err = cudaGetLastError();
   if (err != cudaSuccess || p.splits == 1) return err;
   const int64_t count = static_cast<int64_t>(p.m) * p.n;

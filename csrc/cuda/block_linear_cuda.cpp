@@ -178,8 +178,7 @@ Problem prepare(const Tensor& x, const Tensor& weight, const c10::optional<Tenso
   return pr;
 }
 
-void zero_inactive(const Tensor& out, int64_t rows, int64_t cols, const Side* row_side, const Side* col_side,
-                   cudaStream_t stream) {
+cuda::ZeroArgs zero_args(const Tensor& out, int64_t rows, int64_t cols, const Side* row_side, const Side* col_side) {
   cuda::ZeroArgs z;
   z.data = out.mutable_data_ptr();
   z.elem_bytes = static_cast<int>(out.element_size());
@@ -198,7 +197,7 @@ void zero_inactive(const Tensor& out, int64_t rows, int64_t cols, const Side* ro
     z.n_col_blocks = static_cast<int32_t>(col_side->n_active);
     z.col_block_size = col_side->block_size;
   }
-  C10_CUDA_CHECK(cuda::launch_zero_inactive(z, stream));
+  return z;
 }
 
 // SM count of the current device (ATen/cuda/CUDAContext.h would pull in cuBLAS/cuSPARSE headers,
@@ -224,9 +223,11 @@ int32_t split_k(int64_t m, int64_t n, int64_t k, DType dtype) {
 }
 
 // out (2-D, contiguous) [out_rows(m), out_cols(n)] = act(a(m, :) . b(n, :) + bias): m over a's
-// rows, n over b's rows, K over a's (= b's) K slots.
+// rows, n over b's rows, K over a's (= b's) K slots; `zero` (the inactive blocks of out) is
+// written by the same launch.
 void run_gemm(const cuda::Operand& a, const cuda::Operand& b, const Tensor& out, const ChannelMap& out_rows,
-              const ChannelMap& out_cols, const void* bias, bool relu, cudaStream_t stream) {
+              const ChannelMap& out_cols, const void* bias, bool relu, const cuda::ZeroArgs& zero,
+              cudaStream_t stream) {
   cuda::GemmArgs g;
   g.dtype = dtype_of(out, "amgp.block_linear");
   g.m = a.rows.extent;
@@ -240,7 +241,13 @@ void run_gemm(const cuda::Operand& a, const cuda::Operand& b, const Tensor& out,
   g.out_cols = out_cols;
   g.bias = bias;
   g.relu = relu;
-  if (g.m == 0 || g.n == 0) return;
+  if (g.m == 0 || g.n == 0) {  // nothing active to compute: zeros only
+    C10_CUDA_CHECK(cuda::launch_zero_inactive(zero, stream));
+    return;
+  }
+  g.zero = zero;
+  cuda::plan_zero_fill(g.zero);
+  g.zero_ctas = static_cast<int32_t>(std::min<int64_t>(g.zero.work_items, 2 * sm_count()));
   g.splits = split_k(g.m, g.n, g.k, g.dtype);
   Tensor workspace;
   if (g.splits > 1) {
@@ -285,8 +292,8 @@ Tensor block_linear_cuda(const Tensor& x, const Tensor& weight, const c10::optio
   const ChannelMap in_map = in.map(), out_map = out.map(), batch = identity_map(xr.rows);
   run_gemm(operand(xr.t.const_data_ptr(), xr.ld, batch, in_map, true, dtype),
            operand(wr.t.const_data_ptr(), wr.ld, out_map, in_map, true, dtype), y, batch, out_map,
-           bias.defined() ? bias.const_data_ptr() : nullptr, relu, stream);
-  zero_inactive(y, xr.rows, out_f, nullptr, &out, stream);
+           bias.defined() ? bias.const_data_ptr() : nullptr, relu, zero_args(y, xr.rows, out_f, nullptr, &out),
+           stream);
   return y.view(out_shape);
 }
 
@@ -368,16 +375,14 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
     grad_x = new_output({batch, in_f}, x.options());
     run_gemm(operand(dy_data, dy_ld, batch_map, dy_slots, true, dtype),
              operand(wr.t.const_data_ptr(), wr.ld, in_map, out_map, false, dtype), grad_x, batch_map, in_map,
-             nullptr, false, stream);
-    zero_inactive(grad_x, batch, in_f, nullptr, &in, stream);
+             nullptr, false, zero_args(grad_x, batch, in_f, nullptr, &in), stream);
     grad_x = grad_x.view(x.sizes());
   }
   if (output_mask[1]) {  // dW[o, in] = sum_b dy'[b, o] x[b, in]
     grad_w = new_output({out_f, in_f}, weight.options());
     run_gemm(operand(dy_data, dy_ld, dy_slots, batch_map, false, dtype),
              operand(xr.t.const_data_ptr(), xr.ld, in_map, batch_map, false, dtype), grad_w, out_map, in_map,
-             nullptr, false, stream);
-    zero_inactive(grad_w, out_f, in_f, &out, &in, stream);
+             nullptr, false, zero_args(grad_w, out_f, in_f, &out, &in), stream);
   }
   if (output_mask[2]) {  // db[o] = sum_b dy'[b, o]
     grad_b = new_output({out_f}, weight.options());
@@ -389,7 +394,7 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
     b.cols = out_map;
     b.db = grad_b.mutable_data_ptr();
     C10_CUDA_CHECK(cuda::launch_bias_grad_finish(b, stream));
-    zero_inactive(grad_b, 1, out_f, nullptr, &out, stream);
+    C10_CUDA_CHECK(cuda::launch_zero_inactive(zero_args(grad_b, 1, out_f, nullptr, &out), stream));
   }
   return {grad_x, grad_w, grad_b};
 }

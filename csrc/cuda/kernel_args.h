@@ -38,6 +38,41 @@ struct Operand {
   bool vectorizable = false;  // 16-byte loads are safe (see vector_friendly)
 };
 
+// Writes zeros at (r, c) of a rows x cols matrix wherever row r or column c lies in an
+// inactive block. A side with all_*_active set has no list; otherwise its list holds the
+// n_*_blocks active blocks (possibly none: then the pointer is not read).
+struct ZeroArgs {
+  void* data = nullptr;
+  int elem_bytes = 4;
+  int64_t rows = 0, cols = 0, ld = 0;
+  bool all_rows_active = true;
+  const int32_t* row_blocks = nullptr;
+  int32_t n_row_blocks = 0, row_block_size = 1;
+  bool all_cols_active = true;
+  const int32_t* col_blocks = nullptr;
+  int32_t n_col_blocks = 0, col_block_size = 1;
+  // Work plan, filled by plan_zero_fill: each work item is 256 column units x 16 rows, a unit
+  // being 16 bytes when such stores are safe, else one element.
+  int unit_bytes = 0;
+  int64_t units_per_row = 0;
+  int64_t work_items = 0;  // 0: nothing to write
+};
+
+constexpr int kZeroThreads = 256;
+constexpr int kZeroRowsPerItem = 16;
+
+inline void plan_zero_fill(ZeroArgs& a) {
+  a.work_items = 0;
+  if (a.rows <= 0 || a.cols <= 0 || (a.all_rows_active && a.all_cols_active)) return;
+  const int vec = 16 / a.elem_bytes;
+  const bool vectorized = reinterpret_cast<uintptr_t>(a.data) % 16 == 0 && a.cols % vec == 0 &&
+                          a.ld % vec == 0 && (a.all_cols_active || a.col_block_size % vec == 0);
+  a.unit_bytes = vectorized ? 16 : a.elem_bytes;
+  a.units_per_row = vectorized ? a.cols / vec : a.cols;
+  a.work_items = ((a.units_per_row + kZeroThreads - 1) / kZeroThreads) *
+                 ((a.rows + kZeroRowsPerItem - 1) / kZeroRowsPerItem);
+}
+
 // out[out_rows(m), out_cols(n)] = act(sum_k a(m, k) * b(n, k) + bias[out_cols(n)]) in slot space
 // m < m_slots, n < n_slots, k < k_slots. With splits > 1 the K range is cut in `splits` parts
 // whose fp32 partial sums go to workspace (splits x m x n) and are reduced by a second kernel.
@@ -52,22 +87,12 @@ struct GemmArgs {
   bool relu = false;
   int32_t splits = 1;
   float* workspace = nullptr;
+  // Zeros of the inactive blocks of out, written by zero_ctas extra CTAs of the same launch
+  // (planned with plan_zero_fill; disjoint from the elements the GEMM writes).
+  ZeroArgs zero;
+  int32_t zero_ctas = 0;
 };
 
-// Writes zeros at (r, c) of a rows x cols matrix wherever row r or column c lies in an
-// inactive block. A side with all_*_active set has no list; otherwise its list holds the
-// n_*_blocks active blocks (possibly none: then the pointer is not read).
-struct ZeroArgs {
-  void* data = nullptr;
-  int elem_bytes = 4;
-  int64_t rows = 0, cols = 0, ld = 0;
-  bool all_rows_active = true;
-  const int32_t* row_blocks = nullptr;
-  int32_t n_row_blocks = 0, row_block_size = 1;
-  bool all_cols_active = true;
-  const int32_t* col_blocks = nullptr;
-  int32_t n_col_blocks = 0, col_block_size = 1;
-};
 
 // dy' = dy through the ReLU backward (kept where !(y <= 0)), gathered into slot space:
 // dyc[r, j] (width columns, zeros in tail/padding slots) and/or per-split column sums
