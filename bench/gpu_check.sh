@@ -2,8 +2,8 @@
 # GPU check for amgp on a fresh CUDA machine (no network needed), run from anywhere:
 #   bash bench/gpu_check.sh            # logs and results go to $OUT (default ./gpu_out)
 # Stages: environment, build (pip install -e, MAX_JOBS=16), the test suite with the GPU tests,
-# compute-sanitizer memcheck + racecheck over small forward/backward runs of every dtype, and the
-# GPU benchmark (amgp.bench). Every stage runs even if an earlier one failed (the ones that need
+# compute-sanitizer memcheck over small forward/backward runs of every dtype, the GPU benchmark
+# (amgp.bench), then a compute-sanitizer racecheck of the same runs. Every stage runs even if an earlier one failed (the ones that need
 # the build are skipped when it failed); a table of stage results prints last; the exit status is
 # non-zero when any stage failed. The whole run is held to a time budget (BUDGET_S, default 450 s).
 set -u
@@ -82,7 +82,7 @@ built=${STATUS[build_info]}
 if [ "$built" = ok ]; then
   run_stage tests 240 "$PYTHON" -m pytest tests -x -q
 else
-  skip_stage tests "build failed"
+  skip_stage tests "no usable CUDA build or GPU (build_info)"
 fi
 
 # --- compute-sanitizer ---------------------------------------------------------------------------
@@ -114,20 +114,21 @@ for candidate in "${CUDA_HOME:-/nonexistent}/bin/compute-sanitizer" /usr/local/c
                  "$(command -v compute-sanitizer 2>/dev/null)"; do
   if [ -n "$candidate" ] && [ -x "$candidate" ]; then SANITIZER=$candidate; break; fi
 done
-if [ "$built" != ok ]; then
-  skip_stage memcheck "build failed"; skip_stage racecheck "build failed"
-elif [ -z "$SANITIZER" ]; then
-  echo "compute-sanitizer not found under \$CUDA_HOME/bin, /usr/local/cuda/bin or PATH: skipping"
-  skip_stage memcheck "compute-sanitizer not found"; skip_stage racecheck "compute-sanitizer not found"
-else
-  for tool in memcheck racecheck; do
-    run_stage "$tool" 180 "$SANITIZER" --tool "$tool" --error-exitcode 1 \
-      "$PYTHON" "$OUT/sanitizer_case.py"
-    if [ "${STATUS[$tool]}" = FAIL ] && grep -q "Device not supported" "$OUT/$tool.log"; then
-      STATUS[$tool]=skip; NOTE[$tool]="compute-sanitizer does not support this device/runtime"
-    fi
-  done
-fi
+# sanitize TOOL LIMIT_S: one compute-sanitizer pass over the small case.
+sanitize() {
+  local tool=$1 limit=$2
+  if [ "$built" != ok ]; then skip_stage "$tool" "no usable CUDA build or GPU (build_info)"; return; fi
+  if [ -z "$SANITIZER" ]; then
+    echo "compute-sanitizer not found under \$CUDA_HOME/bin, /usr/local/cuda/bin or PATH: skipping $tool"
+    skip_stage "$tool" "compute-sanitizer not found"
+    return
+  fi
+  run_stage "$tool" "$limit" "$SANITIZER" --tool "$tool" --error-exitcode 1 "$PYTHON" "$OUT/sanitizer_case.py"
+  if [ "${STATUS[$tool]}" = FAIL ] && grep -q "Device not supported" "$OUT/$tool.log"; then
+    STATUS[$tool]=skip; NOTE[$tool]="compute-sanitizer does not support this device/runtime"
+  fi
+}
+sanitize memcheck 180
 
 # --- benchmark -----------------------------------------------------------------------------------
 if [ "$built" = ok ]; then
@@ -138,8 +139,11 @@ if [ "$built" = ok ]; then
   echo "== benchmark table ($OUT/bench.log)"
   grep '^|' "$OUT/bench.log" || echo "(no table in the benchmark output)"
 else
-  skip_stage bench "build failed"
+  skip_stage bench "no usable CUDA build or GPU (build_info)"
 fi
+
+# Shared-memory race check of the cp.async pipeline: last, as the budget allows.
+sanitize racecheck 120
 
 # --- summary (last) ------------------------------------------------------------------------------
 failed=0
