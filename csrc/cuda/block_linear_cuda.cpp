@@ -203,10 +203,14 @@ cuda::ZeroArgs zero_args(const Tensor& out, int64_t rows, int64_t cols, const Si
 // SM count of the current device (ATen/cuda/CUDAContext.h would pull in cuBLAS/cuSPARSE headers,
 // which minimal toolkits lack).
 int64_t sm_count() {
-  int device = 0, count = 0;
+  int device = 0;
   C10_CUDA_CHECK(cudaGetDevice(&device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
+  thread_local int cached_device = -1, cached_count = 0;  // one lookup per thread and device
+  if (device != cached_device) {
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&cached_count, cudaDevAttrMultiProcessorCount, device));
+    cached_device = device;
+  }
+  return cached_count;
 }
 
 // Split-K factor for a GEMM with few output tiles and a long K (dW: K = batch).
