@@ -1,8 +1,9 @@
 // CUDA implementations of amgp::block_linear and amgp::block_linear_backward (torch glue).
 //
 // Checks arguments, turns tensors into the torch-free launch structs of kernel_args.h and
-// launches on PyTorch's current stream. Outputs come from new_output (NaN-filled in test mode). Only metadata (shapes, strides, numel of the block
-// lists) is used on the host: block indices stay on the device, so there is no host sync.
+// launches on PyTorch's current stream. Outputs come from new_output (NaN-filled in test mode).
+// Only metadata (shapes, strides, numel of the block lists) is used on the host: block indices
+// stay on the device, so there is no host sync.
 // A block list with every block of its dimension (numel == number of blocks; contents are
 // sorted and unique by contract) is treated like None. With every block of both sides active
 // the op is a dense linear layer and goes to ATen (cuBLAS), as the CPU implementation does.
@@ -14,8 +15,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <string>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernel_args.h"
@@ -85,7 +86,7 @@ Side make_side(const c10::optional<Tensor>& blocks, int64_t features, int64_t bl
   Side s;
   s.features = features;
   s.block_size = static_cast<int32_t>(std::max<int64_t>(1, std::min(block_size, features)));
-  s.n_blocks = (features + block_size - 1) / block_size;
+  s.n_blocks = features == 0 ? 0 : (features - 1) / block_size + 1;  // no overflow for huge block sizes
   s.n_active = s.n_blocks;
   if (!blocks.has_value() || !blocks->defined()) return s;
   const Tensor& b = *blocks;
