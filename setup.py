@@ -50,8 +50,14 @@ import torch  # noqa: E402
 from torch.utils import cpp_extension  # noqa: E402
 
 with_cuda = want_cuda(torch.version.cuda, cuda_home)
-if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-    os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
+if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+    # Pin the list so build_info() reports what was compiled: the visible GPUs' archs
+    # (what torch would pick), or the default list when there is no GPU.
+    if torch.cuda.is_available():
+        caps = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
+        os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(f"{major}.{minor}" for major, minor in sorted(caps))
+    else:
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
 
 
 def rel(paths):
