@@ -1,9 +1,11 @@
 """amgp-dlrm command line: a tiny end-to-end run, the JSON report, argument errors."""
+import dataclasses
 import json
 
 import pytest
 
-from amgp.cli.dlrm import build_parser, config_from_args, main
+from amgp.cli.dlrm import CLI_ONLY, build_parser, config_from_args, main
+from amgp.train import TrainConfig
 from amgp.data.criteo import NUM_FIELDS
 
 TINY = ["--arch-sparse-feature-size", "8", "--arch-embedding-size", "6-40-300", "--arch-mlp-bot", "13-32-8",
@@ -44,12 +46,15 @@ def test_phase_messages_and_criteo_file(tmp_path, capsys):
     assert "final density" in captured.out
 
 
-def test_malformed_criteo_file_is_a_clear_error(tmp_path, capsys):
+def test_malformed_criteo_line_is_a_clear_error_or_skipped(tmp_path, capsys):
+    good = "\t".join(["1"] + ["3"] * 13 + ["a1b2c3d4"] * 26)
     data = tmp_path / "bad.txt"
-    data.write_text("1\tnot enough fields\n")
-    assert main(TINY + ["--data-generation", "dataset", "--raw-data-file", str(data)]) == 2
+    data.write_text("\n".join([good] * 3 + ["1\tnot enough fields"] + [good] * 20) + "\n")
+    args = TINY + ["--data-generation", "dataset", "--raw-data-file", str(data), "--mini-batch-size", "4", "--nepochs", "2"]
+    assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"{data}:1" in err and f"expected {NUM_FIELDS}" in err
+    assert f"{data}:4" in err and f"expected {NUM_FIELDS}" in err
+    assert main(args + ["--skip-malformed-lines"]) == 0
 
 
 @pytest.mark.parametrize("args, message", [
@@ -69,6 +74,11 @@ def test_bad_values_are_argparse_errors(args, message, capsys):
         config_from_args(parser.parse_args(args), parser)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_every_flag_reaches_the_config():
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(vars(build_parser().parse_args([]))) - set(CLI_ONLY) <= fields
 
 
 def test_flags_map_to_the_config():

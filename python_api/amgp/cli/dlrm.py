@@ -17,76 +17,35 @@ from ..pruning import GROWTH_INITS
 from ..schedule import CRITERIA
 
 DEFAULTS = training.TrainConfig()
+CLI_ONLY = ("compare", "report_json", "plot")  # flags of the command, not of one training run
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _checked(convert, accept, what):
+    """An argparse type: convert the text, then require accept(value); errors say `what` is expected."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+    return parse
 
 
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
+def _int_or_float(text):
+    """'40' -> 40 (steps); '0.1' -> 0.1 (a fraction of the training)."""
+    return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-def _float(text, minimum, inclusive, what):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    return _float(text, 0.0, False, "a positive number")
-
-
-def _non_negative_float(text):
-    return _float(text, 0.0, True, "a number >= 0")
-
-
-def _density(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
-    return value
-
-
-def _steps_or_fraction(text):
-    """'40' = 40 steps; '0.1' = a tenth of the training steps."""
-    try:
-        value = float(text) if any(c in text for c in ".eE") else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a step count (e.g. 40) or a fraction (e.g. 0.1), got {text!r}") \
-            from None
-    if value < 0 or (isinstance(value, float) and value > 1):
-        raise argparse.ArgumentTypeError(f"must be a step count >= 0 or a fraction in [0, 1], got {text!r}")
-    return value
+_positive_int = _checked(int, lambda v: v > 0, "a positive integer")
+_non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+_non_negative_float = _checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+_density = _checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+_fraction = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+_steps_or_fraction = _checked(_int_or_float, lambda v: v >= 0 and (isinstance(v, int) or v <= 1),
+                              "a step count (e.g. 40) or a fraction in [0, 1] (e.g. 0.1)")
 
 
 def _dash_list(text):
@@ -125,7 +84,7 @@ def build_parser():
     data.add_argument("--raw-data-file", help="Criteo Kaggle text file (label, 13 integer, 26 hex fields, tabs)")
     data.add_argument("--max-ind-range", type=_positive_int, default=d.max_ind_range,
                       help="rows per embedding table for hashed Criteo categoricals (default %(default)s)")
-    data.add_argument("--skip-malformed-lines", action="store_true",
+    data.add_argument("--skip-malformed-lines", dest="skip_malformed", action="store_true",
                       help="count and skip malformed Criteo lines instead of stopping with an error")
     data.add_argument("--test-fraction", type=_fraction, default=d.test_fraction,
                       help="Criteo: last fraction of the lines used as test split (default %(default)s)")
