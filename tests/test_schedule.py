@@ -208,3 +208,20 @@ def test_state_dict_round_trip():
     assert other.phase == schedule.phase
     with pytest.raises(ValueError, match="same total steps"):
         GrowPruneSchedule(tiny_model(), 11).load_state_dict(schedule.state_dict())
+
+
+@pytest.mark.parametrize("name", ["adagrad", "adam"])
+def test_grown_entries_start_with_neighbouring_second_moments(name):
+    model = tiny_model()
+    optimizer = OPTIMIZERS[name](model.parameters())
+    schedule = GrowPruneSchedule(model, 8, optimizer, density=0.5, warmup=2, final_dense=2, dense_steps=0, cycles=1)
+    train_steps(model, optimizer, schedule, 6)
+    layer = schedule.linear_layers[1]
+    pruned = ~layer.weight_mask
+    key = "sum" if name == "adagrad" else "exp_avg_sq"
+    kept_mean = optimizer.state[layer.weight][key][~pruned].mean()
+    assert schedule.before_step().kind == "final"
+    state = optimizer.state[layer.weight]
+    torch.testing.assert_close(state[key][pruned], kept_mean.expand(int(pruned.sum())))
+    if name == "adam":
+        assert (state["exp_avg"][pruned] == 0).all()

@@ -100,11 +100,29 @@ def set_block_masks_(pairs, masks, optimizer=None, init="function_preserving", g
 GROWTH_INITS = ("function_preserving", "zero", "restore")
 
 
+# Optimizer state holding running sums / averages of squared gradients (Adagrad, Adam, AdamW).
+_SECOND_MOMENTS = ("sum", "exp_avg_sq", "max_exp_avg_sq")
+
+
 def _zero_optimizer_state_(param, entries, optimizer):
     if optimizer is not None:
         for value in optimizer.state.get(param, {}).values():
             if isinstance(value, torch.Tensor) and value.shape == param.shape:
                 value.masked_fill_(entries, 0)
+
+
+def _start_optimizer_state_(param, grown, optimizer):
+    """Optimizer state for grown entries: momentum / first moments zero; squared-gradient
+    accumulators set to the mean over the entries that stayed active, so that the grown weights'
+    first steps are as large as their neighbours' (from zero they would be sign-sized jumps)."""
+    if optimizer is None:
+        return
+    for key, value in optimizer.state.get(param, {}).items():
+        if not (isinstance(value, torch.Tensor) and value.shape == param.shape):
+            continue
+        kept = value[~grown & (value != 0)]
+        fill = kept.mean() if key in _SECOND_MOMENTS and kept.numel() else 0
+        value.masked_fill_(grown, fill)
 
 
 @torch.no_grad()
@@ -119,7 +137,7 @@ def init_grown_(layer, old_out_channels, old_in_channels, init="function_preserv
     active input channels (the grown blocks' outgoing weights) are zero, so the output is unchanged.
     zero: every grown weight and bias entry is zero (the ablation: under ReLU such blocks get no gradient).
     restore: grown entries get back the values in `snapshot` = (weight, bias or None), taken when they
-    were pruned. The optimizer state of every grown entry is zeroed (a fresh start)."""
+    were pruned. Optimizer state of grown entries: see _start_optimizer_state_."""
     if init not in GROWTH_INITS:
         raise ValueError(f"init must be one of {GROWTH_INITS}, got {init!r}")
     layer.refresh_indices()
@@ -138,10 +156,10 @@ def init_grown_(layer, old_out_channels, old_in_channels, init="function_preserv
         weight_values = _uniform_like(layer.weight, bound, generator).masked_fill_(~old_in[None, :], 0)
         bias_values = _uniform_like(grown_bias, bound, generator)
     layer.weight.copy_(torch.where(grown, weight_values.to(layer.weight), layer.weight))
-    _zero_optimizer_state_(layer.weight, grown, optimizer)
+    _start_optimizer_state_(layer.weight, grown, optimizer)
     if layer.bias is not None:
         layer.bias.copy_(torch.where(grown_bias, bias_values.to(layer.bias), layer.bias))
-        _zero_optimizer_state_(layer.bias, grown_bias, optimizer)
+        _start_optimizer_state_(layer.bias, grown_bias, optimizer)
 
 
 def _uniform_like(tensor, bound, generator):
