@@ -102,7 +102,7 @@ class DLRM(nn.Module):
             self.bot_l = _PlainBottom(bottom, **factory)
             self.top_l = PlainMLP(top, **factory)
         offset = 0 if arch_interaction_itself else -1
-        rows, cols = torch.tril_indices(features, features, offset=offset)
+        rows, cols = torch.tril_indices(features, features, offset=offset, device=device)
         self.register_buffer("_tril_rows", rows, persistent=False)
         self.register_buffer("_tril_cols", cols, persistent=False)
 

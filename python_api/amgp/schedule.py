@@ -46,7 +46,7 @@ def phase_steps(value, total_steps, name):
     return value
 
 
-def plan_phases(total_steps, warmup=0.1, final_dense=0.15, dense_steps=0.05, cycles=2):
+def plan_phases(total_steps, warmup=0.1, final_dense=0.2, dense_steps=0.05, cycles=2):
     """The phase list: warmup, then `cycles` sparse phases of equal length separated by dense
     phases of `dense_steps`, then the final dense phase (at least one step, so that training ends
     full-size). Empty phases are left out. cycles=0: one dense phase (the dense baseline)."""
@@ -97,7 +97,7 @@ class GrowPruneSchedule:
     "restore" (see pruning.init_grown_). With `optimizer`, pruned optimizer state is zeroed.
     """
 
-    def __init__(self, model, total_steps, optimizer=None, density=0.5, warmup=0.1, final_dense=0.15,
+    def __init__(self, model, total_steps, optimizer=None, density=0.5, warmup=0.1, final_dense=0.2,
                  dense_steps=0.05, cycles=2, criterion="magnitude", growth="function_preserving", layers=None,
                  seed=0):
         if criterion not in CRITERIA:
@@ -120,7 +120,8 @@ class GrowPruneSchedule:
         self.phase_steps = {kind: 0 for kind in PHASE_KINDS}
         self._applied_phase = None  # index of the phase whose masks the model holds
         self._snapshots = {}  # name -> (weight, bias) at pruning time, for growth="restore"
-        self._taylor = {name: torch.zeros(layer.n_out_blocks, dtype=torch.float64)
+        # Kept on the layer's device: accumulating must not sync with the host every step.
+        self._taylor = {name: torch.zeros(layer.n_out_blocks, dtype=torch.float64, device=layer.weight.device)
                         for name, layer, _ in self.pairs}
         self._hooks = [layer.register_forward_hook(self._taylor_hook(name))
                        for name, layer, _ in self.pairs] if criterion == "taylor" else []
@@ -238,7 +239,7 @@ class GrowPruneSchedule:
                 per_channel = (output.detach() * grad).reshape(-1, output.shape[-1]).sum(0).abs().double()
                 pad = layer.n_out_blocks * layer.block_size - layer.out_features
                 blocks = torch.nn.functional.pad(per_channel, (0, pad)).view(layer.n_out_blocks, -1).sum(1)
-                self._taylor[name] += blocks.cpu()
+                self._taylor[name] += blocks
 
             output.register_hook(accumulate)
         return hook

@@ -38,10 +38,10 @@ class TrainConfig:
     num_test_batches: int = 16
     # training
     mini_batch_size: int = 2048
-    num_batches: int = 300
+    num_batches: int = 200
     nepochs: int = 1
     optimizer: str = "adagrad"
-    learning_rate: float = 0.02
+    learning_rate: float = 0.01
     momentum: float = 0.0
     weight_decay: float = 0.0
     seed: int = 0
@@ -51,7 +51,7 @@ class TrainConfig:
     amgp: bool = True
     amgp_density: float = 0.5
     amgp_warmup: float = 0.1
-    amgp_final_dense: float = 0.15
+    amgp_final_dense: float = 0.2
     amgp_dense_steps: float = 0.05
     amgp_cycles: int = 2
     amgp_criterion: str = "magnitude"

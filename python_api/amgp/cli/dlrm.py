@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 
 from .. import train as training
 from ..data.criteo import CriteoFormatError
@@ -188,6 +189,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)
+    # torch's sparse Adagrad path warns on every run about a debug option; it is noise here.
+    warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
     try:
         if args.compare:
             dense = training.train(training.dataclasses.replace(config, amgp=False, save_model=None))
