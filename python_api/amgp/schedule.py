@@ -186,11 +186,9 @@ class GrowPruneSchedule:
             self.phase_times[kind] += seconds
         self.step_count += 1
 
-    def add_time(self, seconds, kind=None):
-        """Attribute wall time to a phase kind (default: the current phase)."""
-        self.phase_times[kind or self.phase.kind] += seconds
-
-    # ----- decisions (pure: could run on one rank and be broadcast) ----------------------------
+    # ----- decisions: decide_masks reads only this rank's model (and Taylor scores); under DDP run
+    # it on rank 0, broadcast the masks, and call apply_masks on every rank (its growth draws are
+    # seeded by (seed, step), so every rank grows the same weights). ------------------------------
     @torch.no_grad()
     def decide_masks(self, phase):
         """{layer name: bool block mask} for `phase`: all-active in dense phases; in sparse phases

@@ -139,9 +139,8 @@ def evaluate(model, batches, device):
 class Trainer:
     """Everything a run holds; `run()` trains to the end (or to stop_at_step) and reports."""
 
-    def __init__(self, config, log=print):
+    def __init__(self, config):
         self.config = config
-        self.log = log
         if config.use_gpu and not torch.cuda.is_available():
             raise ValueError("use_gpu was requested but no CUDA GPU is available")
         self.device = torch.device("cuda" if config.use_gpu else "cpu")
@@ -278,6 +277,6 @@ class Trainer:
         return auto_backend(self.device) if name == "auto" else name
 
 
-def train(config, log=print):
+def train(config):
     """Train per `config` and return the report dict (see Trainer.report)."""
-    return Trainer(config, log).run()
+    return Trainer(config).run()
