@@ -67,6 +67,7 @@ def test_malformed_criteo_line_is_a_clear_error_or_skipped(tmp_path, capsys):
     (["--learning-rate", "nan"], "--learning-rate"),
     (["--data-generation", "dataset"], "--raw-data-file"),
     (["--checkpoint-freq", "5"], "--save-model"),
+    (["--num-threads", "0"], "--num-threads"),
 ])
 def test_bad_values_are_argparse_errors(args, message, capsys):
     parser = build_parser()
@@ -85,6 +86,6 @@ def test_flags_map_to_the_config():
     parser = build_parser()
     config = config_from_args(parser.parse_args(
         ["--no-amgp", "--amgp-warmup", "40", "--amgp-final-dense", "0.2", "--amgp-layers", "top_l,bot_l.layers.0",
-         "--numpy-rand-seed", "7"]), parser)
+         "--numpy-rand-seed", "7", "--num-threads", "1"]), parser)
     assert config.amgp is False and config.amgp_warmup == 40 and config.amgp_final_dense == 0.2
     assert config.amgp_layers == ["top_l", "bot_l.layers.0"] and config.seed == 7

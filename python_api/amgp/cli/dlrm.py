@@ -11,6 +11,8 @@ import math
 import sys
 import warnings
 
+import torch
+
 from .. import train as training
 from ..data.criteo import CriteoFormatError
 from ..checkpoint import CheckpointError
@@ -18,7 +20,7 @@ from ..pruning import GROWTH_INITS
 from ..schedule import CRITERIA
 
 DEFAULTS = training.TrainConfig()
-CLI_ONLY = ("compare", "report_json", "plot")  # flags of the command, not of one training run
+CLI_ONLY = ("compare", "report_json", "plot", "num_threads")  # flags of the command, not of one training run
 
 
 def _checked(convert, accept, what):
@@ -102,6 +104,8 @@ def build_parser():
     train.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay)
     train.add_argument("--seed", "--numpy-rand-seed", dest="seed", type=int, default=d.seed)
     train.add_argument("--use-gpu", action="store_true", help="train on the CUDA GPU")
+    train.add_argument("--num-threads", type=_positive_int, default=None,
+                       help="CPU threads for torch (default: torch's choice; 1 gives steadier timings on a busy machine)")
     train.add_argument("--backend", choices=("auto", "cpu", "cuda", "triton", "reference"), default=None,
                        help="block_linear backend (default: $AMGP_BACKEND or auto)")
     amgp = parser.add_argument_group("AMGP (phase lengths: steps like 40, or fractions of training like 0.1)")
@@ -191,6 +195,8 @@ def main(argv=None):
     config = config_from_args(args, parser)
     # torch's sparse Adagrad path warns on every run about a debug option; it is noise here.
     warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+    if args.num_threads is not None:
+        torch.set_num_threads(args.num_threads)
     try:
         if args.compare:
             dense = training.train(training.dataclasses.replace(config, amgp=False, save_model=None))
