@@ -23,10 +23,11 @@ OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
 @dataclasses.dataclass
 class TrainConfig:
     # model (facebookresearch/dlrm names)
-    arch_sparse_feature_size: int = 64
+    arch_sparse_feature_size: int = 16
     arch_embedding_size: Optional[list] = None  # synthetic table sizes (default: built in)
-    arch_mlp_bot: list = dataclasses.field(default_factory=lambda: [13, 512, 256, 64])
-    arch_mlp_top: list = dataclasses.field(default_factory=lambda: [512, 512, 256, 1])
+    # MLP-heavy defaults (dlrm's Kaggle bottom MLP, a wider top MLP): MLPs dominate the step time.
+    arch_mlp_bot: list = dataclasses.field(default_factory=lambda: [13, 512, 256, 64, 16])
+    arch_mlp_top: list = dataclasses.field(default_factory=lambda: [1024, 1024, 512, 1])
     arch_interaction_op: str = "dot"
     arch_interaction_itself: bool = False
     # data
@@ -209,11 +210,13 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not config.progress, desc="amgp" if config.amgp
                    else "dense", unit="step", dynamic_ncols=True)
         loss_sum, loss_count = torch.zeros((), device=self.device), 0
+        mean_loss = self.history["loss"][-1][1] if self.history["loss"] else float("nan")
         while self.step < stop:
             started = time.perf_counter()
             change = self.schedule.before_step()
             if change is not None and config.amgp:
                 bar.write(f"step {self.step}: {describe_phase(change)}, MLP weight density {self.schedule.density:.3f}")
+                self._show(bar, mean_loss)
             mask_time = time.perf_counter() - started
             started = time.perf_counter()
             batch = self.data.train_batch(self.step).to(self.device)
@@ -231,7 +234,7 @@ class Trainer:
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(f"training loss is {mean_loss} at step {self.step}: lower --learning-rate")
                 self.history["loss"].append((self.step, mean_loss))
-                bar.set_postfix(loss=f"{mean_loss:.4f}", density=f"{self.schedule.density:.2f}")
+                self._show(bar, mean_loss)
                 loss_sum, loss_count = torch.zeros((), device=self.device), 0
             if config.test_freq and self.step % config.test_freq == 0 and self.step < self.total_steps:
                 self._evaluate_into_history()
@@ -241,6 +244,9 @@ class Trainer:
         if config.save_model:
             self.save(config.save_model)
         return self.report()
+
+    def _show(self, bar, loss):
+        bar.set_postfix(loss=f"{loss:.4f}", density=f"{self.schedule.density:.2f}")
 
     def _evaluate_into_history(self):
         started = time.perf_counter()

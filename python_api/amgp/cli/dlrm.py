@@ -76,9 +76,9 @@ def build_parser():
     model.add_argument("--arch-embedding-size", type=_dash_list, default=None,
                        help="rows per embedding table, e.g. 4-3-2 (synthetic data; default: 26 built-in sizes)")
     model.add_argument("--arch-mlp-bot", type=_dash_list, default=d.arch_mlp_bot,
-                       help="bottom MLP widths, dense-feature count first (default 13-512-256-64)")
+                       help="bottom MLP widths, dense-feature count first (default 13-512-256-64-16)")
     model.add_argument("--arch-mlp-top", type=_dash_list, default=d.arch_mlp_top,
-                       help="top MLP widths after its computed input width, ending in 1 (default 512-512-256-1)")
+                       help="top MLP widths after its computed input width, ending in 1 (default 1024-1024-512-1)")
     model.add_argument("--arch-interaction-op", choices=("dot", "cat"), default=d.arch_interaction_op)
     model.add_argument("--arch-interaction-itself", action="store_true", help="dot: include self products")
     data = parser.add_argument_group("data")
@@ -206,7 +206,7 @@ def main(argv=None):
         else:
             report = training.train(config)
             reports = {report["mode"]: report}
-    except (CriteoFormatError, CheckpointError, FileNotFoundError, ValueError) as error:
+    except (CriteoFormatError, CheckpointError, FileNotFoundError, FloatingPointError, ValueError) as error:
         print(f"amgp-dlrm: error: {error}", file=sys.stderr)
         return 2
     print(format_report(reports))
