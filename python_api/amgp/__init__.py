@@ -9,10 +9,15 @@ from .masks import mask_to_indices, num_blocks
 from .pruning import block_magnitude, prunable_layers, prune_blocks, zero_inactive_
 from .sparse_linear import SparseLinear
 from .sparse_mlp import SparseMLP
+from .dlrm import DLRM
+from .schedule import GrowPruneSchedule, Phase, plan_phases
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DLRM",
+    "GrowPruneSchedule",
+    "Phase",
     "SparseLinear",
     "SparseMLP",
     "available_backends",
@@ -21,6 +26,7 @@ __all__ = [
     "build_info",
     "mask_to_indices",
     "num_blocks",
+    "plan_phases",
     "prunable_layers",
     "prune_blocks",
     "set_backend",

@@ -1,5 +1,7 @@
-"""Block pruning: choose blocks to keep, set masks, and zero what was pruned (weights, bias
-entries and optimizer state) so that no optimizer can bring it back."""
+"""Block pruning and growth: choose blocks to keep, set masks, zero what was pruned (weights, bias
+entries and optimizer state) so that no optimizer can bring it back, and initialise what is grown."""
+import math
+
 import torch
 
 from .sparse_linear import SparseLinear
@@ -56,10 +58,7 @@ def zero_inactive_(layer, optimizer=None):
         masks.append((layer.bias, layer.out_channel_mask))
     for param, active in masks:
         param.masked_fill_(~active, 0)
-        if optimizer is not None:
-            for value in optimizer.state.get(param, {}).values():
-                if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                    value.masked_fill_(~active, 0)
+        _zero_optimizer_state_(param, ~active, optimizer)
 
 
 def prune_blocks(module, density, optimizer=None):
@@ -70,10 +69,101 @@ def prune_blocks(module, density, optimizer=None):
     pairs = prunable_layers(module)
     if not pairs:
         raise ValueError("module contains no SparseLinear or SparseMLP layer to prune")
-    for layer, next_layer in pairs:
-        score = block_magnitude(layer, next_layer).masked_fill(~layer.out_mask, float("-inf"))
-        layer.set_out_mask(keep_top_blocks(score, density))
+    masks = [keep_top_blocks(block_magnitude(layer, next_layer).masked_fill(~layer.out_mask, float("-inf")), density)
+             for layer, next_layer in pairs]
+    set_block_masks_(pairs, masks, optimizer)
+
+
+@torch.no_grad()
+def set_block_masks_(pairs, masks, optimizer=None, init="function_preserving", generator=None, snapshots=None):
+    """Give each (layer, next_layer) pair of `pairs` the output block mask in `masks` (same order).
+    Blocks that become inactive are pruned (weights, bias entries and optimizer state zeroed, see
+    zero_inactive_); blocks that become active are grown with init_grown_(`init`); `snapshots` maps
+    id(layer) -> (weight, bias) for init="restore"."""
+    layers = {id(m): m for pair in pairs for m in pair if m is not None}
+    old = {key: (m.out_channel_mask, m.in_channel_mask) for key, m in layers.items()}
+    for (layer, next_layer), mask in zip(pairs, masks):
+        layer.set_out_mask(mask)
         if next_layer is not None:
             next_layer.refresh_indices()
-    for layer in {id(m): m for pair in pairs for m in pair if m is not None}.values():
+    for key, layer in layers.items():
+        old_out, old_in = old[key]
+        layer.refresh_indices()
+        if not (bool((layer.out_channel_mask & ~old_out).any()) or bool((layer.in_channel_mask & ~old_in).any())):
+            zero_inactive_(layer, optimizer)
+            continue
+        snapshot = None if snapshots is None else snapshots.get(key)
+        init_grown_(layer, old_out, old_in, init, generator, snapshot, optimizer)
         zero_inactive_(layer, optimizer)
+
+
+GROWTH_INITS = ("function_preserving", "zero", "restore")
+
+
+# Optimizer state holding running sums / averages of squared gradients (Adagrad, Adam, AdamW).
+_SECOND_MOMENTS = ("sum", "exp_avg_sq", "max_exp_avg_sq")
+
+
+def _zero_optimizer_state_(param, entries, optimizer):
+    if optimizer is not None:
+        for value in optimizer.state.get(param, {}).values():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                value.masked_fill_(entries, 0)
+
+
+def _start_optimizer_state_(param, grown, optimizer):
+    """Optimizer state for grown entries: momentum / first moments zero; squared-gradient
+    accumulators set to the mean over the entries that stayed active, so that the grown weights'
+    first steps are as large as their neighbours' (from zero they would be sign-sized jumps)."""
+    if optimizer is None:
+        return
+    for key, value in optimizer.state.get(param, {}).items():
+        if not (isinstance(value, torch.Tensor) and value.shape == param.shape):
+            continue
+        kept = value[~grown & (value != 0)]
+        fill = kept.mean() if key in _SECOND_MOMENTS and kept.numel() else 0
+        value.masked_fill_(grown, fill)
+
+
+@torch.no_grad()
+def init_grown_(layer, old_out_channels, old_in_channels, init="function_preserving", generator=None,
+                snapshot=None, optimizer=None):
+    """Initialise the weights of `layer` that became active since its channel masks were
+    `old_out_channels` / `old_in_channels` (bool, per channel); its masks already hold the new,
+    larger active set.
+
+    function_preserving: weights from previously active inputs into newly active output channels are
+    drawn like nn.Linear's init (uniform +-1/sqrt(in_features), bias too); weights that read newly
+    active input channels (the grown blocks' outgoing weights) are zero, so the output is unchanged.
+    zero: every grown weight and bias entry is zero (the ablation: under ReLU such blocks get no gradient).
+    restore: grown entries get back the values in `snapshot` = (weight, bias or None), taken when they
+    were pruned. Optimizer state of grown entries: see _start_optimizer_state_."""
+    if init not in GROWTH_INITS:
+        raise ValueError(f"init must be one of {GROWTH_INITS}, got {init!r}")
+    layer.refresh_indices()
+    device = layer.weight.device
+    old_out, old_in = old_out_channels.to(device), old_in_channels.to(device)
+    grown = layer.weight_mask & ~(old_out[:, None] & old_in[None, :])
+    grown_bias = layer.out_channel_mask & ~old_out
+    if init == "restore":
+        if snapshot is None:
+            raise ValueError("init='restore' needs the snapshot taken when the blocks were pruned")
+        weight_values, bias_values = snapshot
+    elif init == "zero":
+        weight_values, bias_values = torch.zeros_like(layer.weight), torch.zeros(grown_bias.shape)
+    else:
+        bound = 1 / math.sqrt(layer.in_features)
+        weight_values = _uniform_like(layer.weight, bound, generator).masked_fill_(~old_in[None, :], 0)
+        bias_values = _uniform_like(grown_bias, bound, generator)
+    layer.weight.copy_(torch.where(grown, weight_values.to(layer.weight), layer.weight))
+    _start_optimizer_state_(layer.weight, grown, optimizer)
+    if layer.bias is not None:
+        layer.bias.copy_(torch.where(grown_bias, bias_values.to(layer.bias), layer.bias))
+        _start_optimizer_state_(layer.bias, grown_bias, optimizer)
+
+
+def _uniform_like(tensor, bound, generator):
+    """Uniform(-bound, bound) values shaped like `tensor`, drawn on the CPU from `generator` (so a
+    seeded generator gives the same values on every device and every rank)."""
+    values = torch.empty(tensor.shape, dtype=torch.float32).uniform_(-bound, bound, generator=generator)
+    return values.to(device=tensor.device)

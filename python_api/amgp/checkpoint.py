@@ -1,0 +1,94 @@
+"""Training checkpoints: one file holding model (with masks), optimizer, schedule, RNG and loop state.
+
+Written atomically (a temporary file in the same directory, flushed and fsynced, then os.replace),
+so a crash leaves either the old checkpoint or the new one, never a torn file. Loading a truncated
+or corrupt file raises CheckpointError naming the file.
+"""
+import os
+import random
+import tempfile
+
+import numpy as np
+import torch
+
+FORMAT = "amgp-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, truncated, corrupt or from another program."""
+
+
+def capture_rng_state():
+    """Every RNG a training step may use: torch (CPU and CUDA), Python's random, NumPy's global."""
+    mt_name, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": {"name": mt_name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+    }
+
+
+def restore_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(state["python"])
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached"]))
+
+
+def save_checkpoint(path, state):
+    """Atomically write `state` (a dict of tensors / plain Python values) to `path`."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make the rename itself durable (not possible on every platform / file system)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path, map_location="cpu", required=()):
+    """The state dict written by save_checkpoint; CheckpointError if the file is missing,
+    truncated, corrupt, not an amgp checkpoint, or lacks one of the `required` keys."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for a torn zip / pickle
+        raise CheckpointError(f"checkpoint {path!r} cannot be read (truncated or corrupt?): "
+                              f"{type(error).__name__}: {error}") from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path!r} is not an amgp checkpoint (no '{FORMAT}' format marker)")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint {path!r} has version {state.get('version')}, this amgp reads {VERSION}")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path!r} lacks {missing}")
+    return state

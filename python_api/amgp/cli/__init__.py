@@ -1,0 +1,1 @@
+"""Command-line programs of amgp (console scripts in pyproject.toml)."""

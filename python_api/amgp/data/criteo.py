@@ -1,0 +1,100 @@
+"""Reader for the Criteo Kaggle Display Advertising Challenge text format.
+
+Each line: label, 13 integer features, 26 categorical features (32-bit hexadecimal), tab-separated;
+any feature may be empty. Preprocessing as usual for DLRM: integers clipped at 0 and mapped to
+log(1 + x) (empty = 0); categoricals hashed into `max_ind_range` rows per table (id 0 is kept
+for an empty field, a value v goes to 1 + v % (max_ind_range - 1)). The last `test_fraction`
+of the lines is the test split (as dlrm holds out the last day).
+"""
+import math
+
+import torch
+
+from .batches import Batch
+
+NUM_INTEGER = 13
+NUM_CATEGORICAL = 26
+NUM_FIELDS = 1 + NUM_INTEGER + NUM_CATEGORICAL
+
+
+class CriteoFormatError(ValueError):
+    """A line of a Criteo file does not follow the format; the message names file and line."""
+
+
+def parse_criteo_line(line, max_ind_range):
+    """(label, [13 floats], [26 ids]) of one line (without its newline); ValueError if malformed."""
+    fields = line.split("\t")
+    if len(fields) != NUM_FIELDS:
+        raise ValueError(f"expected {NUM_FIELDS} tab-separated fields, got {len(fields)}")
+    if fields[0] not in ("0", "1"):
+        raise ValueError(f"label must be 0 or 1, got {fields[0]!r}")
+    dense = []
+    for i, field in enumerate(fields[1:1 + NUM_INTEGER], start=1):
+        try:
+            value = int(field) if field else 0
+        except ValueError:
+            raise ValueError(f"integer feature I{i} is not an integer: {field!r}") from None
+        dense.append(math.log1p(max(value, 0)))
+    sparse = []
+    for i, field in enumerate(fields[1 + NUM_INTEGER:], start=1):
+        try:
+            sparse.append(1 + int(field, 16) % (max_ind_range - 1) if field else 0)
+        except ValueError:
+            raise ValueError(f"categorical feature C{i} is not hexadecimal: {field!r}") from None
+    return int(fields[0]), dense, sparse
+
+
+class CriteoData:
+    """A Criteo file in memory, split into train and test, served in batches of batch_size."""
+
+    def __init__(self, train, test, batch_size, max_ind_range, lines_skipped=0):
+        self.train, self.test, self.batch_size = train, test, batch_size
+        self.table_sizes = [max_ind_range] * NUM_CATEGORICAL
+        self.num_dense = NUM_INTEGER
+        self.lines_skipped = lines_skipped
+        self.num_batches = max(1, -(-train.rows // batch_size))
+
+    def train_batch(self, index):
+        start = (index % self.num_batches) * self.batch_size
+        return Batch(*(t[start:start + self.batch_size] for t in self.train))
+
+    def test_batches(self):
+        return [Batch(*(t[i:i + self.batch_size] for t in self.test)) for i in range(0, self.test.rows, self.batch_size)]
+
+
+def read_criteo(path, max_ind_range=100_000, batch_size=2048, test_fraction=0.1, skip_malformed=False,
+                max_lines=None):
+    """Read a Criteo-format file (see module docstring). A malformed line raises CriteoFormatError
+    naming the file and line number, or is counted (CriteoData.lines_skipped) and skipped when
+    skip_malformed is True. max_lines: read only the first lines."""
+    if isinstance(max_ind_range, bool) or not isinstance(max_ind_range, int) or max_ind_range < 2:
+        raise ValueError(f"max_ind_range must be an int >= 2, got {max_ind_range!r}")
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    labels, dense, sparse, skipped = [], [], [], 0
+    with open(path, "r", encoding="utf-8", errors="replace", newline="\n") as f:
+        for line_number, line in enumerate(f, start=1):
+            if max_lines is not None and len(labels) >= max_lines:
+                break
+            line = line.rstrip("\r\n")
+            try:
+                label, d, s = parse_criteo_line(line, max_ind_range)
+            except ValueError as error:
+                if skip_malformed:
+                    skipped += 1
+                    continue
+                raise CriteoFormatError(f"{path}:{line_number}: malformed Criteo line: {error}") from None
+            labels.append(label)
+            dense.append(d)
+            sparse.append(s)
+    if len(labels) < 2:
+        raise CriteoFormatError(f"{path}: needs at least 2 valid lines (train and test), found {len(labels)}")
+    data = Batch(torch.tensor(dense, dtype=torch.float32), torch.tensor(sparse, dtype=torch.int64),
+                 torch.tensor(labels, dtype=torch.float32))
+    n_test = min(max(1, round(test_fraction * data.rows)), data.rows - 1) if test_fraction > 0 else 0
+    n_train = data.rows - n_test
+    if n_test == 0:
+        raise ValueError("test_fraction must leave at least one test line")
+    train = Batch(*(t[:n_train] for t in data))
+    test = Batch(*(t[n_train:] for t in data))
+    return CriteoData(train, test, batch_size, max_ind_range, lines_skipped=skipped)

@@ -1,0 +1,288 @@
+"""The DLRM training loop with alternate growth and pruning (the engine behind `amgp-dlrm`).
+
+`train(config)` builds data, model, optimizer and schedule from a TrainConfig, trains (resuming
+from a checkpoint when asked), evaluates on the test split and returns the report dict.
+"""
+import dataclasses
+import math
+import time
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from . import checkpoint
+from .data import SyntheticCTR, read_criteo
+from .dlrm import DLRM
+from .metrics import ctr_metrics
+from .schedule import GrowPruneSchedule, describe_phase
+
+OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # model (facebookresearch/dlrm names)
+    arch_sparse_feature_size: int = 16
+    arch_embedding_size: Optional[list] = None  # synthetic table sizes (default: built in)
+    # MLP-heavy defaults (dlrm's Kaggle bottom MLP, a wider top MLP): MLPs dominate the step time.
+    arch_mlp_bot: list = dataclasses.field(default_factory=lambda: [13, 512, 256, 64, 16])
+    arch_mlp_top: list = dataclasses.field(default_factory=lambda: [1024, 1024, 512, 1])
+    arch_interaction_op: str = "dot"
+    arch_interaction_itself: bool = False
+    # data
+    data_generation: str = "synthetic"
+    raw_data_file: Optional[str] = None
+    max_ind_range: int = 100_000
+    skip_malformed: bool = False
+    test_fraction: float = 0.1
+    num_test_batches: int = 16
+    # training
+    mini_batch_size: int = 2048
+    num_batches: int = 200
+    nepochs: int = 1
+    optimizer: str = "adagrad"
+    learning_rate: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    seed: int = 0
+    use_gpu: bool = False
+    backend: Optional[str] = None
+    # AMGP
+    amgp: bool = True
+    amgp_density: float = 0.5
+    amgp_warmup: float = 0.1
+    amgp_final_dense: float = 0.2
+    amgp_dense_steps: float = 0.05
+    amgp_cycles: int = 2
+    amgp_criterion: str = "magnitude"
+    amgp_growth: str = "function_preserving"
+    amgp_layers: Optional[list] = None
+    block_size: int = 32
+    # reporting and checkpoints
+    print_freq: int = 10
+    test_freq: int = 0
+    save_model: Optional[str] = None
+    checkpoint_freq: int = 0
+    load_model: Optional[str] = None
+    stop_at_step: Optional[int] = None
+    progress: bool = True
+
+    def architecture(self):
+        """The settings a checkpoint must agree with to be resumed."""
+        keys = ("arch_sparse_feature_size", "arch_embedding_size", "arch_mlp_bot", "arch_mlp_top",
+                "arch_interaction_op", "arch_interaction_itself", "data_generation", "mini_batch_size",
+                "num_batches", "nepochs", "optimizer", "seed", "amgp", "amgp_density", "amgp_warmup",
+                "amgp_final_dense", "amgp_dense_steps", "amgp_cycles", "amgp_criterion", "amgp_growth",
+                "amgp_layers", "block_size")
+        return {key: getattr(self, key) for key in keys}
+
+
+def build_data(config):
+    if config.data_generation == "synthetic":
+        return SyntheticCTR(seed=config.seed, batch_size=config.mini_batch_size, num_batches=config.num_batches,
+                            num_test_batches=config.num_test_batches, table_sizes=config.arch_embedding_size,
+                            num_dense=config.arch_mlp_bot[0])
+    if config.data_generation == "dataset":
+        if not config.raw_data_file:
+            raise ValueError("data_generation 'dataset' needs raw_data_file (--raw-data-file)")
+        return read_criteo(config.raw_data_file, config.max_ind_range, config.mini_batch_size,
+                           config.test_fraction, config.skip_malformed)
+    raise ValueError(f"data_generation must be 'synthetic' or 'dataset', got {config.data_generation!r}")
+
+
+def sparse_embedding_grad(config):
+    """Sparse embedding gradients where the optimizer applies them exactly (plain SGD, Adagrad)."""
+    return config.weight_decay == 0 and (config.optimizer == "adagrad"
+                                          or (config.optimizer == "sgd" and config.momentum == 0))
+
+
+def build_model(config, data, device, sparse=True):
+    return DLRM(data.table_sizes, config.arch_sparse_feature_size, config.arch_mlp_bot, config.arch_mlp_top,
+                config.arch_interaction_op, config.arch_interaction_itself, block_size=config.block_size,
+                sparse=sparse, sparse_grad=sparse_embedding_grad(config), backend=config.backend, device=device)
+
+
+def build_optimizer(config, model):
+    params, lr, wd = model.parameters(), config.learning_rate, config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
+
+
+def build_schedule(config, model, optimizer, total_steps):
+    """AMGP schedule, or (config.amgp False) a single dense phase that only counts FLOPs and time."""
+    return GrowPruneSchedule(model, total_steps, optimizer, density=config.amgp_density, warmup=config.amgp_warmup,
+                             final_dense=config.amgp_final_dense, dense_steps=config.amgp_dense_steps,
+                             cycles=config.amgp_cycles if config.amgp else 0, criterion=config.amgp_criterion,
+                             growth=config.amgp_growth, layers=config.amgp_layers, seed=config.seed)
+
+
+@torch.no_grad()
+def evaluate(model, batches, device):
+    was_training = model.training
+    model.eval()
+    labels, probabilities = [], []
+    for batch in batches:
+        batch = batch.to(device)
+        probabilities.append(model(batch.dense, batch.sparse).float().cpu())
+        labels.append(batch.label.cpu())
+    model.train(was_training)
+    return ctr_metrics(torch.cat(labels), torch.cat(probabilities))
+
+
+class Trainer:
+    """Everything a run holds; `run()` trains to the end (or to stop_at_step) and reports."""
+
+    def __init__(self, config):
+        self.config = config
+        if config.use_gpu and not torch.cuda.is_available():
+            raise ValueError("use_gpu was requested but no CUDA GPU is available")
+        self.device = torch.device("cuda" if config.use_gpu else "cpu")
+        torch.manual_seed(config.seed)
+        self.data = build_data(config)
+        self.model = build_model(config, self.data, self.device)
+        self.optimizer = build_optimizer(config, self.model)
+        self.steps_per_epoch = min(config.num_batches, self.data.num_batches) if config.num_batches > 0 \
+            else self.data.num_batches
+        self.total_steps = self.steps_per_epoch * config.nepochs
+        self.schedule = build_schedule(config, self.model, self.optimizer, self.total_steps)
+        self.test_batches = self.data.test_batches()
+        self.step = 0
+        self.history = {"loss": [], "auc": []}  # (step, value) pairs
+        self.times = {"data_s": 0.0, "eval_s": 0.0}
+        if config.load_model:
+            self.load(config.load_model)
+
+    # ----- checkpoints -------------------------------------------------------------------------
+    def state(self):
+        return {
+            "config": self.config.architecture(),
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": checkpoint.capture_rng_state(),
+            "history": self.history,
+            "times": self.times,
+        }
+
+    def save(self, path):
+        """The one place a checkpoint is written (atomically, see amgp.checkpoint)."""
+        checkpoint.save_checkpoint(path, self.state())
+
+    def load(self, path):
+        state = checkpoint.load_checkpoint(path, map_location=self.device,
+                                           required=("config", "step", "model", "optimizer", "schedule", "rng"))
+        if state["config"] != self.config.architecture():
+            differ = sorted(k for k, v in self.config.architecture().items() if state["config"].get(k) != v)
+            raise checkpoint.CheckpointError(f"checkpoint {path!r} was written with different settings: {differ}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        checkpoint.restore_rng_state(state["rng"])
+        self.step = state["step"]
+        self.history = state["history"]
+        self.times = state["times"]
+
+    # ----- the loop ----------------------------------------------------------------------------
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def train_step(self, batch):
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model.logits(batch.dense, batch.sparse)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.label)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def run(self):
+        config = self.config
+        stop = self.total_steps if config.stop_at_step is None else min(config.stop_at_step, self.total_steps)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not config.progress, desc="amgp" if config.amgp
+                   else "dense", unit="step", dynamic_ncols=True)
+        loss_sum, loss_count = torch.zeros((), device=self.device), 0
+        mean_loss = self.history["loss"][-1][1] if self.history["loss"] else float("nan")
+        while self.step < stop:
+            started = time.perf_counter()
+            change = self.schedule.before_step()
+            if change is not None and config.amgp:
+                bar.write(f"step {self.step}: {describe_phase(change)}, MLP weight density {self.schedule.density:.3f}")
+                self._show(bar, mean_loss)
+            mask_time = time.perf_counter() - started
+            started = time.perf_counter()
+            batch = self.data.train_batch(self.step).to(self.device)
+            self._sync()
+            self.times["data_s"] += time.perf_counter() - started
+            started = time.perf_counter()
+            loss_sum += self.train_step(batch)
+            loss_count += 1
+            self._sync()
+            self.schedule.after_step(batch.rows, mask_time + time.perf_counter() - started)
+            self.step += 1
+            bar.update(1)
+            if self.step % config.print_freq == 0 or self.step == stop:
+                mean_loss = float(loss_sum) / loss_count
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(f"training loss is {mean_loss} at step {self.step}: lower --learning-rate")
+                self.history["loss"].append((self.step, mean_loss))
+                self._show(bar, mean_loss)
+                loss_sum, loss_count = torch.zeros((), device=self.device), 0
+            if config.test_freq and self.step % config.test_freq == 0 and self.step < self.total_steps:
+                self._evaluate_into_history()
+            if config.save_model and config.checkpoint_freq and self.step % config.checkpoint_freq == 0:
+                self.save(config.save_model)
+        bar.close()
+        if config.save_model:
+            self.save(config.save_model)
+        return self.report()
+
+    def _show(self, bar, loss):
+        bar.set_postfix(loss=f"{loss:.4f}", density=f"{self.schedule.density:.2f}")
+
+    def _evaluate_into_history(self):
+        started = time.perf_counter()
+        metrics = evaluate(self.model, self.test_batches, self.device)
+        self.times["eval_s"] += time.perf_counter() - started
+        self.history["auc"].append((self.step, metrics["auc"]))
+        return metrics
+
+    def report(self):
+        metrics = self._evaluate_into_history()
+        summary = self.schedule.summary()
+        wall = sum(summary["phase_times_s"].values())
+        return {
+            "mode": "amgp" if self.config.amgp else "dense",
+            "steps": self.step,
+            "total_steps": self.total_steps,
+            "test_auc": metrics["auc"],
+            "test_logloss": metrics["logloss"],
+            "test_accuracy": metrics["accuracy"],
+            **summary,
+            "wall_time_s": wall,
+            "data_time_s": self.times["data_s"],
+            "eval_time_s": self.times["eval_s"],
+            "final_density": self.schedule.density,
+            "backend": self.backend_name(),
+            "device": str(self.device),
+            "history": self.history,
+        }
+
+    def backend_name(self):
+        import amgp_kernels
+        from amgp_kernels.backends import auto_backend
+        name = self.config.backend or amgp_kernels.get_backend()
+        return auto_backend(self.device) if name == "auto" else name
+
+
+def train(config):
+    """Train per `config` and return the report dict (see Trainer.report)."""
+    return Trainer(config).run()

@@ -1,0 +1,135 @@
+"""Synthetic CTR data (deterministic, skewed, learnable) and the Criteo text loader (incl. malformed lines)."""
+import math
+
+import pytest
+import torch
+
+from amgp.data import CriteoFormatError, SyntheticCTR, parse_criteo_line, read_criteo
+from amgp.metrics import ctr_metrics
+
+SMALL_TABLES = [5, 50, 500, 2000]
+
+
+def small(seed=0, **kwargs):
+    return SyntheticCTR(seed=seed, batch_size=1024, num_batches=4, num_test_batches=2, table_sizes=SMALL_TABLES,
+                        **kwargs)
+
+
+def test_synthetic_is_deterministic_per_seed_and_index():
+    a, b = small(seed=3), small(seed=3)
+    for x, y in zip(a.train_batch(2), b.train_batch(2)):
+        assert torch.equal(x, y)
+    assert torch.equal(a.train_batch(1).sparse, a.train_batch(5).sparse)  # index modulo num_batches
+    assert not torch.equal(a.train_batch(0).dense, a.train_batch(1).dense)
+    assert not torch.equal(a.train_batch(0).dense, small(seed=4).train_batch(0).dense)
+    assert not torch.equal(a.test_batches()[0].dense, a.train_batch(0).dense)
+
+
+def test_synthetic_shapes_ranges_and_positive_rate():
+    data = SyntheticCTR(seed=1, batch_size=4096, num_batches=2, num_test_batches=2)
+    batch = data.train_batch(0)
+    assert batch.dense.shape == (4096, 13) and batch.dense.dtype == torch.float32
+    assert batch.sparse.shape == (4096, 26) and batch.sparse.dtype == torch.int64
+    assert ((batch.sparse >= 0) & (batch.sparse < torch.tensor(data.table_sizes))).all()
+    assert set(batch.label.unique().tolist()) <= {0.0, 1.0}
+    assert 0.22 < float(batch.label.mean()) < 0.28
+    assert (batch.dense >= 0).all()
+
+
+def test_category_ids_follow_a_power_law():
+    data = small()
+    ids = torch.cat([data.train_batch(i).sparse[:, 3] for i in range(4)])
+    counts = torch.bincount(ids, minlength=2000).sort(descending=True).values.float()
+    # Zipf: the top id is far more frequent than the 100th, and most ids are rare.
+    assert counts[0] > 20 * counts[99]
+    assert counts[0] / ids.numel() > 0.05
+
+
+def test_labels_are_learnable_from_the_features():
+    data = small()
+    test = data.test_batches()
+    labels = torch.cat([b.label for b in test])
+    teacher = torch.cat([data.teacher_probability(b) for b in test])
+    assert ctr_metrics(labels, teacher)["auc"] > 0.75
+    assert ctr_metrics(labels, torch.full_like(labels, 0.25))["auc"] == 0.5
+
+
+def test_synthetic_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="batch_size"):
+        SyntheticCTR(batch_size=0)
+    with pytest.raises(ValueError, match="positive_rate"):
+        SyntheticCTR(positive_rate=1.5)
+    with pytest.raises(ValueError, match="table_sizes"):
+        SyntheticCTR(table_sizes=[3, 0])
+
+
+def criteo_line(label=1, ints=None, cats=None):
+    ints = ints if ints is not None else [str(i) for i in range(13)]
+    cats = cats if cats is not None else ["68fd1e64"] * 26
+    return "\t".join([str(label), *ints, *cats])
+
+
+def test_parse_line_preprocessing():
+    ints = ["5", "", "-3"] + ["0"] * 10
+    cats = ["0000000a", ""] + ["ffffffff"] * 24
+    label, dense, sparse = parse_criteo_line(criteo_line(0, ints, cats), max_ind_range=100)
+    assert label == 0
+    assert dense[:3] == [math.log1p(5), 0.0, 0.0]  # empty -> 0, negative clipped
+    assert sparse[0] == 1 + 10 % 99 and sparse[1] == 0 and sparse[2] == 1 + 0xFFFFFFFF % 99
+    assert all(0 <= s < 100 for s in sparse)
+
+
+def write(tmp_path, lines, name="train.txt"):
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_read_criteo_splits_and_batches(tmp_path):
+    lines = [criteo_line(i % 2, [str(i)] * 13) for i in range(20)]
+    data = read_criteo(write(tmp_path, lines), max_ind_range=1000, batch_size=8, test_fraction=0.25)
+    assert data.train.rows == 15 and data.test.rows == 5
+    assert data.num_batches == 2 and data.train_batch(1).rows == 7
+    assert data.table_sizes == [1000] * 26
+    assert data.test.dense[0, 0] == pytest.approx(math.log1p(15))  # the last lines are the test split
+    assert sum(b.rows for b in data.test_batches()) == 5
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("1\t2\t3", "expected 40 tab-separated fields"),
+    (criteo_line(label=2), "label must be 0 or 1"),
+    (criteo_line(ints=["x"] + ["1"] * 12), "I1 is not an integer"),
+    (criteo_line(cats=["zz"] + ["1"] * 25), "C1 is not hexadecimal"),
+])
+def test_malformed_line_names_file_and_line(tmp_path, bad, message):
+    path = write(tmp_path, [criteo_line(), criteo_line(), bad, criteo_line()])
+    with pytest.raises(CriteoFormatError, match=f"{path}:3: .*{message}"):
+        read_criteo(path, max_ind_range=1000)
+
+
+def test_malformed_lines_are_counted_and_skipped_when_asked(tmp_path):
+    path = write(tmp_path, [criteo_line(), "garbage", criteo_line(0), criteo_line(label=7), criteo_line()])
+    data = read_criteo(path, max_ind_range=1000, skip_malformed=True, test_fraction=0.34)
+    assert data.lines_skipped == 2
+    assert data.train.rows + data.test.rows == 3
+
+
+def test_read_criteo_rejects_bad_arguments(tmp_path):
+    path = write(tmp_path, [criteo_line()] * 3)
+    with pytest.raises(ValueError, match="max_ind_range"):
+        read_criteo(path, max_ind_range=1)
+    with pytest.raises(FileNotFoundError):
+        read_criteo(tmp_path / "missing.txt")
+    with pytest.raises(CriteoFormatError, match="at least 2 valid lines"):
+        read_criteo(write(tmp_path, [criteo_line()], "one.txt"))
+
+
+def test_metrics():
+    m = ctr_metrics([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    assert m["auc"] == pytest.approx(0.75)
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["logloss"] == pytest.approx(-(math.log(0.9) + math.log(0.6) + math.log(0.35) + math.log(0.8)) / 4)
+    with pytest.raises(ValueError, match="same length"):
+        ctr_metrics([0, 1], [0.5])
+    with pytest.raises(ValueError, match="0 or 1"):
+        ctr_metrics([0, 2], [0.5, 0.5])
