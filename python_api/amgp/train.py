@@ -157,6 +157,8 @@ class Trainer:
         self.step = 0
         self.history = {"loss": [], "auc": []}  # (step, value) pairs
         self.times = {"data_s": 0.0, "eval_s": 0.0}
+        # Losses of the steps since the last print_freq report: checkpointed, so a resume logs the same.
+        self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
         if config.load_model:
             self.load(config.load_model)
 
@@ -171,6 +173,7 @@ class Trainer:
             "rng": checkpoint.capture_rng_state(),
             "history": self.history,
             "times": self.times,
+            "loss_window": (float(self.loss_sum), self.loss_count),
         }
 
     def save(self, path):
@@ -190,6 +193,8 @@ class Trainer:
         self.step = state["step"]
         self.history = state["history"]
         self.times = state["times"]
+        loss_sum, self.loss_count = state.get("loss_window", (0.0, 0))
+        self.loss_sum = torch.tensor(loss_sum, dtype=self.loss_sum.dtype, device=self.device)
 
     # ----- the loop ----------------------------------------------------------------------------
     def _sync(self):
@@ -209,7 +214,6 @@ class Trainer:
         stop = self.total_steps if config.stop_at_step is None else min(config.stop_at_step, self.total_steps)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not config.progress, desc="amgp" if config.amgp
                    else "dense", unit="step", dynamic_ncols=True)
-        loss_sum, loss_count = torch.zeros((), device=self.device), 0
         mean_loss = self.history["loss"][-1][1] if self.history["loss"] else float("nan")
         while self.step < stop:
             started = time.perf_counter()
@@ -223,19 +227,19 @@ class Trainer:
             self._sync()
             self.times["data_s"] += time.perf_counter() - started
             started = time.perf_counter()
-            loss_sum += self.train_step(batch)
-            loss_count += 1
+            self.loss_sum += self.train_step(batch)
+            self.loss_count += 1
             self._sync()
             self.schedule.after_step(batch.rows, mask_time + time.perf_counter() - started)
             self.step += 1
             bar.update(1)
             if self.step % config.print_freq == 0 or self.step == stop:
-                mean_loss = float(loss_sum) / loss_count
+                mean_loss = float(self.loss_sum) / self.loss_count
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(f"training loss is {mean_loss} at step {self.step}: lower --learning-rate")
                 self.history["loss"].append((self.step, mean_loss))
                 self._show(bar, mean_loss)
-                loss_sum, loss_count = torch.zeros((), device=self.device), 0
+                self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
             if config.test_freq and self.step % config.test_freq == 0 and self.step < self.total_steps:
                 self._evaluate_into_history()
             if config.save_model and config.checkpoint_freq and self.step % config.checkpoint_freq == 0:
