@@ -13,6 +13,7 @@ import warnings
 
 import torch
 
+from .. import distributed
 from .. import train as training
 from ..data.criteo import CriteoFormatError
 from ..checkpoint import CheckpointError
@@ -209,6 +210,10 @@ def main(argv=None):
     except (CriteoFormatError, CheckpointError, FileNotFoundError, FloatingPointError, ValueError) as error:
         print(f"amgp-dlrm: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
+    if not distributed.is_main():
+        return 0  # under torchrun rank 0 reports
     print(format_report(reports))
     if args.compare:
         c = report["comparison"]
