@@ -154,3 +154,32 @@ def test_demo_bad_flag_in_a_real_process_exits_2_without_traceback():
                             timeout=120)
     assert result.returncode == 2
     assert "--density" in result.stderr and "Traceback" not in result.stderr
+
+
+DLRM_TINY = ["--arch-sparse-feature-size", "8", "--arch-embedding-size", "50-40", "--arch-mlp-bot", "13-16-8",
+             "--arch-mlp-top", "16-1", "--mini-batch-size", "32", "--num-batches", "4", "--num-test-batches", "1",
+             "--block-size", "8", "--no-progress"]
+DLRM_BAD = {  # flags that parse but cannot run: exit code 2 and a message naming the problem
+    "bottom width vs embedding size": (["--arch-mlp-bot", "13-16-12"], "arch_mlp_bot (12) must equal"),
+    "top does not end in 1": (["--arch-mlp-top", "16-2"], "arch_mlp_top must end with width 1"),
+    "unknown layer prefix": (["--amgp-layers", "nothere"], "match no prunable layer"),
+    "missing checkpoint": (["--load-model", "/nonexistent/ckpt.pt"], "does not exist"),
+    "missing data file": (["--data-generation", "dataset", "--raw-data-file", "/nonexistent/day.txt"],
+                          "/nonexistent/day.txt"),
+    "backend not runnable here": (["--backend", "cuda"], "--backend cuda"),
+    "block size zero": (["--block-size", "0"], "--block-size"),
+    "table of zero rows": (["--arch-embedding-size", "0-3"], "--arch-embedding-size"),
+}
+
+
+@pytest.mark.parametrize("case", DLRM_BAD)
+def test_amgp_dlrm_bad_values_exit_2_with_a_message(case, capsys):
+    from amgp.cli.dlrm import main
+
+    extra, message = DLRM_BAD[case]
+    try:  # any other exception escapes and fails the test: a user would have seen a traceback
+        code = main([*DLRM_TINY, *extra])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2
+    assert message in capsys.readouterr().err

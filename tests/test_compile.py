@@ -1,4 +1,4 @@
-"""SparseLinear / SparseMLP under torch.compile(fullgraph=True, backend="inductor") train exactly like
+"""SparseLinear / SparseMLP / DLRM under torch.compile(fullgraph=True, backend="inductor") train exactly like
 eager across mask changes, and mask changes cost at most one recompile per distinct index signature.
 
 What recompiles (measured with torch 2.14): the compiled graph guards on each layer's cached index
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import amgp
-from amgp import SparseLinear, SparseMLP, prune_blocks
+from amgp import DLRM, GrowPruneSchedule, SparseLinear, SparseMLP, prune_blocks
 
 testing_mod = pytest.importorskip("torch._dynamo.testing")
 BACKEND = "inductor"
@@ -30,10 +30,10 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-def compiled(model):
-    """(compiled model, counter of frames compiled) with the inductor backend, fullgraph."""
+def compiled(fn):
+    """(compiled module or function, counter of frames compiled) with the inductor backend, fullgraph."""
     counter = testing_mod.CompileCounterWithBackend(BACKEND)
-    return torch.compile(model, fullgraph=True, backend=counter), counter
+    return torch.compile(fn, fullgraph=True, backend=counter), counter
 
 
 def train_step(model, optimizer, x, target):
@@ -127,3 +127,39 @@ def test_in_place_mask_edit_is_seen_after_refresh_indices():
     y = fast(x)
     assert torch.equal(y[:, 8:16], torch.zeros(4, 8))
     torch.testing.assert_close(y, amgp.block_linear(x, layer.weight, layer.bias, None, layer.out_index, 8).detach())
+
+
+def test_dlrm_under_grow_prune_schedule_trains_like_eager():
+    def build():
+        torch.manual_seed(3)
+        model = DLRM([30, 20, 10], 8, [13, 32, 8], [32, 16, 1], block_size=8)
+        optimizer = torch.optim.Adagrad(model.parameters(), lr=0.05)
+        # Steps 0..15: warmup 3, sparse 3, dense 2, sparse 3, dense 2... final 3.
+        schedule = GrowPruneSchedule(model, 16, optimizer, density=0.5, warmup=3, final_dense=3, dense_steps=2,
+                                     cycles=2)
+        return model, optimizer, schedule
+
+    eager, opt_eager, schedule_eager = build()
+    model, opt, schedule = build()
+    fast, counter = compiled(model.logits)
+    gen = torch.Generator().manual_seed(4)
+    changes = 0
+    for step in range(16):
+        dense = torch.randn(32, 13, generator=gen)
+        sparse = torch.stack([torch.randint(0, n, (32,), generator=gen) for n in (30, 20, 10)], dim=1)
+        label = torch.randint(0, 2, (32,), generator=gen).float()
+        changes += schedule.before_step() is not None
+        schedule_eager.before_step()
+        losses = []
+        for logits, optimizer in ((eager.logits, opt_eager), (fast, opt)):
+            optimizer.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits(dense, sparse), label)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+        torch.testing.assert_close(losses[1], losses[0], atol=1e-5, rtol=1e-5)
+        schedule.after_step(32)
+        schedule_eager.after_step(32)
+    assert_same_state(eager, model)
+    assert changes >= 5  # warmup, sparse, dense, sparse, final: prune/grow twice
+    assert counter.frame_count == 2  # dense and pruned-at-0.5, whichever blocks each sparse phase keeps

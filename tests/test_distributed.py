@@ -1,8 +1,11 @@
 """Two CPU processes (gloo): masks decided on rank 0 and broadcast stay bit-identical on every rank
 through prune/grow cycles under DistributedDataParallel, and the loss matches one process training on
-the same global batches."""
+the same global batches: for SparseMLP with amgp.distributed's helpers, and for amgp-dlrm under torchrun."""
+import json
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from amgp import SparseMLP, distributed, zero_inactive_
+from amgp.checkpoint import load_checkpoint
 
 WORLD = 2
 SIZES = [12, 32, 32, 1]
@@ -106,3 +110,43 @@ def test_two_ranks_keep_identical_masks_and_weights_and_match_one_process(tmp_pa
         torch.testing.assert_close(torch.tensor(result["losses"]), torch.tensor(single), atol=1e-5, rtol=1e-5)
     for a, b in zip(results[0]["state"].values(), results[1]["state"].values()):
         assert torch.equal(a, b)
+
+
+# ----- amgp-dlrm under torchrun --------------------------------------------------------------
+# Steps 0..23: warmup 4, sparse 4, dense 2, sparse 4, dense 2, sparse 4, final 4 (3 prune/grow cycles);
+# stopping at 20 ends inside the third sparse phase.
+DLRM_RUN = ["--arch-sparse-feature-size", "8", "--arch-embedding-size", "50-40-30", "--arch-mlp-bot", "13-32-8",
+            "--arch-mlp-top", "32-16-1", "--mini-batch-size", "64", "--num-batches", "24", "--num-test-batches", "1",
+            "--block-size", "8", "--amgp-warmup", "4", "--amgp-dense-steps", "2", "--amgp-final-dense", "4",
+            "--amgp-cycles", "3", "--print-freq", "1", "--no-progress", "--stop-at-step", "20"]
+
+
+def run_dlrm(tmp_path, name, launcher):
+    report, ckpt = tmp_path / f"{name}.json", tmp_path / f"{name}.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*launcher, "-m", "amgp.cli.dlrm", *DLRM_RUN, "--report-json", str(report),
+                             "--save-model", str(ckpt)], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(report.read_text()), load_checkpoint(ckpt), result.stdout
+
+
+def test_amgp_dlrm_under_torchrun_two_ranks_matches_one_process(tmp_path):
+    single, single_ckpt, _ = run_dlrm(tmp_path, "single", [sys.executable])
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD)]
+    multi, multi_ckpt, stdout = run_dlrm(tmp_path, "multi", torchrun)
+
+    assert multi["world_size"] == WORLD and single["world_size"] == 1
+    assert multi["ranks_differing_state"] == []  # every parameter and mask bit-identical across ranks
+    assert stdout.count("test AUC") == 1  # rank 0 alone reports
+    masks = {k: v for k, v in multi_ckpt["model"].items() if k.endswith("_mask")}
+    assert masks and any(not bool(m.all()) for m in masks.values())  # stopped inside a sparse phase
+    for key, value in multi_ckpt["model"].items():
+        if key.endswith("_mask"):
+            assert torch.equal(value, single_ckpt["model"][key]), key
+        else:
+            torch.testing.assert_close(value, single_ckpt["model"][key], atol=1e-4, rtol=1e-4, msg=key)
+    losses = [loss for _, loss in multi["history"]["loss"]]
+    assert len(losses) == 20
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor([loss for _, loss in single["history"]["loss"]]),
+                               atol=1e-4, rtol=1e-4)
+    assert multi["mlp_flops_dense"] == single["mlp_flops_dense"]  # global batches counted once
