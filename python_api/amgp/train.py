@@ -94,7 +94,9 @@ def build_data(config):
 def sparse_embedding_grad(config):
     """Sparse embedding gradients where the optimizer applies them exactly (plain SGD, Adagrad), in a
     single process (DistributedDataParallel over NCCL averages dense gradients only)."""
-    return not distributed.launched_with_several_ranks() and config.weight_decay == 0 and (config.optimizer == "adagrad"
+    if distributed.launched_with_several_ranks():
+        return False
+    return config.weight_decay == 0 and (config.optimizer == "adagrad"
                                           or (config.optimizer == "sgd" and config.momentum == 0))
 
 
@@ -220,9 +222,8 @@ class Trainer:
     def run(self):
         config = self.config
         stop = self.total_steps if config.stop_at_step is None else min(config.stop_at_step, self.total_steps)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not config.progress, desc="amgp" if config.amgp
-                   else "dense", unit="step", dynamic_ncols=True)
-        bar.disable = bar.disable or not self.main
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (config.progress and self.main),
+                   desc="amgp" if config.amgp else "dense", unit="step", dynamic_ncols=True)
         mean_loss = self.history["loss"][-1][1] if self.history["loss"] else float("nan")
         while self.step < stop:
             started = time.perf_counter()
