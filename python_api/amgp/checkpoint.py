@@ -2,11 +2,12 @@
 
 Written atomically (a temporary file in the same directory, flushed and fsynced, then os.replace),
 so a crash leaves either the old checkpoint or the new one, never a torn file. Loading a truncated
-or corrupt file raises CheckpointError naming the file.
+or corrupt file (including a flipped bit: CRC-32 of every member) raises CheckpointError naming the file.
 """
 import os
 import random
 import tempfile
+import zipfile
 
 import numpy as np
 import torch
@@ -73,12 +74,26 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+def _check_archive(path):
+    """torch.load does not verify the zip archive's CRC-32 checksums, so a flipped bit in tensor data
+    would load silently as a wrong weight; zipfile verifies every member."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad_member = archive.testzip()
+    except Exception as error:  # BadZipFile, zlib.error, OSError, ... for torn or foreign files
+        raise CheckpointError(f"checkpoint {path!r} cannot be read (truncated or corrupt?): "
+                              f"{type(error).__name__}: {error}") from error
+    if bad_member is not None:
+        raise CheckpointError(f"checkpoint {path!r} is corrupt: {bad_member} fails its CRC-32 check")
+
+
 def load_checkpoint(path, map_location="cpu", required=()):
     """The state dict written by save_checkpoint; CheckpointError if the file is missing,
     truncated, corrupt, not an amgp checkpoint, or lacks one of the `required` keys."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
+    _check_archive(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for a torn zip / pickle

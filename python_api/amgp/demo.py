@@ -44,6 +44,11 @@ def parse_args(argv=None):
         parser.error(f"--sizes must be dash-separated integers, got {args.sizes!r}")
     if len(args.sizes) < 3 or min(args.sizes) <= 0:
         parser.error("--sizes needs at least 3 positive widths (input, hidden..., output)")
+    if args.backend:
+        try:  # the demo trains on the CPU: refuse a backend that cannot run there now, not mid-run
+            amgp_kernels.backends.resolve(args.backend, torch.device("cpu"))
+        except amgp_kernels.BackendUnavailableError as error:
+            parser.error(f"--backend {args.backend}: {error}")
     return args
 
 

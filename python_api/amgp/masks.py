@@ -8,7 +8,11 @@ __all__ = ["as_block_mask", "channel_mask", "mask_to_indices", "num_blocks"]
 
 def as_block_mask(mask, n_blocks, name, device=None) -> torch.Tensor:
     """A bool tensor of n_blocks entries from a bool tensor / sequence; clear errors otherwise."""
-    mask = torch.as_tensor(mask, device=device)
+    try:
+        mask = torch.as_tensor(mask, device=device)
+    except (TypeError, ValueError, RuntimeError) as error:  # None, strings, ragged lists...
+        raise TypeError(f"{name} must be a bool tensor or a sequence of bools (one entry per block), "
+                        f"got {type(mask).__name__}: {error}") from None
     if mask.dtype != torch.bool:
         raise TypeError(f"{name} must be a bool tensor (one entry per block), got dtype {mask.dtype}")
     if tuple(mask.shape) != (n_blocks,):

@@ -29,7 +29,9 @@ class SparseLinear(nn.Module):
     per block of `block_size` channels (the last block may be shorter); an all-active mask is left out
     of state_dict, so a full-density layer's state_dict is exactly nn.Linear's, and a missing mask loads
     as all-active. Change masks with set_out_mask / set_in_mask (an in-place edit of a mask buffer is
-    noticed too); the int32 index lists the kernels use are rebuilt only when a mask changes.
+    noticed too in eager mode; under torch.compile call refresh_indices() after one, since a compiled
+    forward uses the cached lists); the int32 index lists the kernels use are rebuilt only when a mask
+    changes.
     """
 
     def __init__(self, in_features, out_features, bias=True, block_size=32, device=None, dtype=None,

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .data import SyntheticCTR, read_criteo
 from .dlrm import DLRM
 from .metrics import ctr_metrics
@@ -92,7 +92,10 @@ def build_data(config):
 
 
 def sparse_embedding_grad(config):
-    """Sparse embedding gradients where the optimizer applies them exactly (plain SGD, Adagrad)."""
+    """Sparse embedding gradients where the optimizer applies them exactly (plain SGD, Adagrad), in a
+    single process (DistributedDataParallel over NCCL averages dense gradients only)."""
+    if distributed.launched_with_several_ranks():
+        return False
     return config.weight_decay == 0 and (config.optimizer == "adagrad"
                                           or (config.optimizer == "sgd" and config.momentum == 0))
 
@@ -144,7 +147,9 @@ class Trainer:
         self.config = config
         if config.use_gpu and not torch.cuda.is_available():
             raise ValueError("use_gpu was requested but no CUDA GPU is available")
-        self.device = torch.device("cuda" if config.use_gpu else "cpu")
+        # Under torchrun: join the process group; each rank trains on its shard of every global batch.
+        self.device = distributed.init_from_env(config.use_gpu)
+        self.main = distributed.is_main()
         torch.manual_seed(config.seed)
         self.data = build_data(config)
         self.model = build_model(config, self.data, self.device)
@@ -153,10 +158,15 @@ class Trainer:
             else self.data.num_batches
         self.total_steps = self.steps_per_epoch * config.nepochs
         self.schedule = build_schedule(config, self.model, self.optimizer, self.total_steps)
+        # Rank 0 decides every mask change and broadcasts it, so masks and weights never diverge.
+        self.schedule.decide_masks = distributed.decided_on_rank(self.schedule.decide_masks)
+        self.logits = distributed.data_parallel(self.model, "logits")
         self.test_batches = self.data.test_batches()
         self.step = 0
         self.history = {"loss": [], "auc": []}  # (step, value) pairs
         self.times = {"data_s": 0.0, "eval_s": 0.0}
+        # Losses of the steps since the last print_freq report: checkpointed, so a resume logs the same.
+        self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
         if config.load_model:
             self.load(config.load_model)
 
@@ -171,11 +181,14 @@ class Trainer:
             "rng": checkpoint.capture_rng_state(),
             "history": self.history,
             "times": self.times,
+            "loss_window": (float(distributed.mean_across_ranks(self.loss_sum)), self.loss_count),
         }
 
     def save(self, path):
-        """The one place a checkpoint is written (atomically, see amgp.checkpoint)."""
-        checkpoint.save_checkpoint(path, self.state())
+        """The one place a checkpoint is written (atomically, see amgp.checkpoint); by rank 0 only."""
+        state = self.state()  # on every rank: the loss window is averaged over ranks
+        if self.main:
+            checkpoint.save_checkpoint(path, state)
 
     def load(self, path):
         state = checkpoint.load_checkpoint(path, map_location=self.device,
@@ -190,6 +203,8 @@ class Trainer:
         self.step = state["step"]
         self.history = state["history"]
         self.times = state["times"]
+        loss_sum, self.loss_count = state.get("loss_window", (0.0, 0))
+        self.loss_sum = torch.tensor(loss_sum, dtype=self.loss_sum.dtype, device=self.device)
 
     # ----- the loop ----------------------------------------------------------------------------
     def _sync(self):
@@ -198,7 +213,7 @@ class Trainer:
 
     def train_step(self, batch):
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model.logits(batch.dense, batch.sparse)
+        logits = self.logits(batch.dense, batch.sparse)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.label)
         loss.backward()
         self.optimizer.step()
@@ -207,35 +222,36 @@ class Trainer:
     def run(self):
         config = self.config
         stop = self.total_steps if config.stop_at_step is None else min(config.stop_at_step, self.total_steps)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not config.progress, desc="amgp" if config.amgp
-                   else "dense", unit="step", dynamic_ncols=True)
-        loss_sum, loss_count = torch.zeros((), device=self.device), 0
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (config.progress and self.main),
+                   desc="amgp" if config.amgp else "dense", unit="step", dynamic_ncols=True)
         mean_loss = self.history["loss"][-1][1] if self.history["loss"] else float("nan")
         while self.step < stop:
             started = time.perf_counter()
             change = self.schedule.before_step()
-            if change is not None and config.amgp:
+            if change is not None and config.amgp and self.main:
                 bar.write(f"step {self.step}: {describe_phase(change)}, MLP weight density {self.schedule.density:.3f}")
                 self._show(bar, mean_loss)
             mask_time = time.perf_counter() - started
             started = time.perf_counter()
-            batch = self.data.train_batch(self.step).to(self.device)
+            batch = self.data.train_batch(self.step)
+            global_rows = batch.rows
+            batch = distributed.shard(batch).to(self.device)
             self._sync()
             self.times["data_s"] += time.perf_counter() - started
             started = time.perf_counter()
-            loss_sum += self.train_step(batch)
-            loss_count += 1
+            self.loss_sum += self.train_step(batch)
+            self.loss_count += 1
             self._sync()
-            self.schedule.after_step(batch.rows, mask_time + time.perf_counter() - started)
+            self.schedule.after_step(global_rows, mask_time + time.perf_counter() - started)
             self.step += 1
             bar.update(1)
             if self.step % config.print_freq == 0 or self.step == stop:
-                mean_loss = float(loss_sum) / loss_count
+                mean_loss = float(distributed.mean_across_ranks(self.loss_sum)) / self.loss_count
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(f"training loss is {mean_loss} at step {self.step}: lower --learning-rate")
                 self.history["loss"].append((self.step, mean_loss))
                 self._show(bar, mean_loss)
-                loss_sum, loss_count = torch.zeros((), device=self.device), 0
+                self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
             if config.test_freq and self.step % config.test_freq == 0 and self.step < self.total_steps:
                 self._evaluate_into_history()
             if config.save_model and config.checkpoint_freq and self.step % config.checkpoint_freq == 0:
@@ -273,6 +289,9 @@ class Trainer:
             "final_density": self.schedule.density,
             "backend": self.backend_name(),
             "device": str(self.device),
+            "world_size": distributed.world_size(),
+            # Bit-for-bit comparison of every parameter and mask with rank 0's (empty: in sync).
+            "ranks_differing_state": distributed.differing_state(self.model),
             "history": self.history,
         }
 

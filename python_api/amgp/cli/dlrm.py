@@ -13,6 +13,9 @@ import warnings
 
 import torch
 
+import amgp_kernels
+
+from .. import distributed
 from .. import train as training
 from ..data.criteo import CriteoFormatError
 from ..checkpoint import CheckpointError
@@ -149,6 +152,11 @@ def config_from_args(args, parser):
         parser.error("--checkpoint-freq needs --save-model")
     if args.max_ind_range < 2:
         parser.error("--max-ind-range must be at least 2")
+    if args.backend and (torch.cuda.is_available() or not args.use_gpu):  # (no GPU for --use-gpu: said later)
+        try:  # refuse a backend that cannot run on the training device now, not mid-run
+            amgp_kernels.backends.resolve(args.backend, torch.device("cuda" if args.use_gpu else "cpu"))
+        except amgp_kernels.BackendUnavailableError as error:
+            parser.error(f"--backend {args.backend}: {error}")
     fields = {f.name for f in training.dataclasses.fields(training.TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["amgp_layers"] = None if args.amgp_layers is None else [p for p in args.amgp_layers.split(",") if p]
@@ -209,6 +217,10 @@ def main(argv=None):
     except (CriteoFormatError, CheckpointError, FileNotFoundError, FloatingPointError, ValueError) as error:
         print(f"amgp-dlrm: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
+    if not distributed.is_main():
+        return 0  # under torchrun rank 0 reports
     print(format_report(reports))
     if args.compare:
         c = report["comparison"]

@@ -21,26 +21,35 @@ class CriteoFormatError(ValueError):
     """A line of a Criteo file does not follow the format; the message names file and line."""
 
 
+def _shown(field, limit=40):
+    """A field for an error message: shortened, and saying so when it held bytes that are not UTF-8
+    (the reader decodes them as U+FFFD)."""
+    text = repr(field[:limit]) + (f"... ({len(field)} characters)" if len(field) > limit else "")
+    return text + (" (bytes that are not UTF-8)" if "\ufffd" in field else "")
+
+
 def parse_criteo_line(line, max_ind_range):
     """(label, [13 floats], [26 ids]) of one line (without its newline); ValueError if malformed."""
     fields = line.split("\t")
     if len(fields) != NUM_FIELDS:
         raise ValueError(f"expected {NUM_FIELDS} tab-separated fields, got {len(fields)}")
     if fields[0] not in ("0", "1"):
-        raise ValueError(f"label must be 0 or 1, got {fields[0]!r}")
+        raise ValueError(f"label must be 0 or 1, got {_shown(fields[0])}")
     dense = []
     for i, field in enumerate(fields[1:1 + NUM_INTEGER], start=1):
         try:
-            value = int(field) if field else 0
+            value = max(int(field), 0) if field else 0
         except ValueError:
-            raise ValueError(f"integer feature I{i} is not an integer: {field!r}") from None
-        dense.append(math.log1p(max(value, 0)))
+            why = f"has {len(field)} digits, more than Python parses" if field.isdigit() else "is not an integer"
+            raise ValueError(f"integer feature I{i} {why}: {_shown(field)}") from None
+        # math.log takes ints of any size; log1p would overflow converting a huge count to float.
+        dense.append(math.log1p(value) if value < 2**53 else math.log(value))
     sparse = []
     for i, field in enumerate(fields[1 + NUM_INTEGER:], start=1):
         try:
             sparse.append(1 + int(field, 16) % (max_ind_range - 1) if field else 0)
         except ValueError:
-            raise ValueError(f"categorical feature C{i} is not hexadecimal: {field!r}") from None
+            raise ValueError(f"categorical feature C{i} is not hexadecimal: {_shown(field)}") from None
     return int(fields[0]), dense, sparse
 
 

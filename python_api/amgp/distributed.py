@@ -1,0 +1,148 @@
+"""Multi-process training (torchrun): rank and world from the environment, the process group, each
+rank's shard of a global batch, and block masks decided once and identical on every rank.
+
+Under `torchrun --nproc_per_node=N` every rank runs the same program. DistributedDataParallel averages
+the gradients, so weights stay identical as long as every rank applies the same mask changes: mask
+decisions (pruning scores may come from rank-local statistics) are made on rank 0 and broadcast.
+Outside torchrun (WORLD_SIZE unset or 1) every helper is a no-op for a single process.
+"""
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def is_distributed():
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank():
+    """This process's rank: from the process group, else (before it is joined or after it is left)
+    from torchrun's environment, else 0."""
+    if is_distributed():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched_with_several_ranks() else 0
+
+
+def world_size():
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main():
+    """Rank 0 (or a single process): the one that prints, writes reports and checkpoints."""
+    return rank() == 0
+
+
+def launched_with_several_ranks():
+    """True inside a multi-process launch (torchrun sets WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_from_env(use_gpu=False, timeout_s=1800):
+    """Join the process group torchrun describes (gloo on CPU, nccl on GPU) and return this rank's
+    device; in a single process just return the device."""
+    if not launched_with_several_ranks():
+        return torch.device("cuda" if use_gpu else "cpu")
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    device = torch.device("cpu")
+    if use_gpu:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_gpu else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    return device
+
+
+def shutdown():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(batch):
+    """This rank's contiguous share of a global batch (a tuple / NamedTuple of tensors sharing dim 0).
+    Shares are equal when the rows divide by the world size; then DDP's mean of per-rank mean
+    gradients is exactly the global batch's mean gradient."""
+    world = world_size()
+    if world == 1:
+        return batch
+    r = rank()
+    parts = [t.tensor_split(world)[r] for t in batch]
+    return type(batch)(*parts) if hasattr(batch, "_fields") else type(batch)(parts)  # NamedTuple or tuple
+
+
+def mean_across_ranks(value):
+    """The mean over ranks of a tensor (a copy; the value itself in a single process)."""
+    if not is_distributed():
+        return value
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return total / world_size()
+
+
+def broadcast_masks(masks, src=0):
+    """{name: bool block mask} with rank `src`'s values on every rank (same names on every rank)."""
+    if not is_distributed():
+        return masks
+    result = {}
+    for name in sorted(masks):
+        mask = masks[name]
+        wire = mask.to(torch.uint8).contiguous()  # not every backend broadcasts bool tensors
+        if dist.get_backend() == "nccl":
+            wire = wire.cuda()
+        dist.broadcast(wire, src)
+        result[name] = wire.to(device=mask.device, dtype=torch.bool)
+    return {name: result[name] for name in masks}
+
+
+def decided_on_rank(decide, src=0):
+    """Wrap a mask decision function (-> {name: bool mask}) so that every rank still runs it (so any
+    state it keeps stays in step) but every rank gets rank `src`'s masks."""
+    def decide_everywhere(*args, **kwargs):
+        return broadcast_masks(decide(*args, **kwargs), src)
+
+    decide_everywhere.__doc__ = decide.__doc__
+    return decide_everywhere
+
+
+def differing_state(module, src=0):
+    """Names in module.state_dict() whose value on this rank is not bit-identical to rank `src`'s
+    (empty in a single process). Collective: every rank must call it."""
+    if not is_distributed():
+        return []
+    # Parameters and buffers, not state_dict(): it leaves all-active masks out, so its keys could
+    # differ between ranks exactly when something is wrong. Index lists derive from the masks.
+    tensors = list(module.named_parameters()) + [
+        (name, buffer) for name, buffer in module.named_buffers() if not name.endswith("_index")]
+    differ = []
+    for name, value in tensors:
+        reference = value.detach().clone().contiguous()
+        wire = reference.view(torch.uint8) if reference.dtype == torch.bool else reference
+        dist.broadcast(wire, src)
+        if not torch.equal(reference, value):
+            differ.append(name)
+    return differ
+
+
+class _CallMethod(nn.Module):
+    """DistributedDataParallel hooks forward(); this forward() calls another method (e.g. logits)."""
+
+    def __init__(self, module, method):
+        super().__init__()
+        self.module = module
+        self.method = method
+
+    def forward(self, *args, **kwargs):
+        return getattr(self.module, self.method)(*args, **kwargs)
+
+
+def data_parallel(model, method="forward"):
+    """A callable running model.<method> that, across several ranks, goes through
+    DistributedDataParallel (gradients averaged over ranks); in one process the method itself."""
+    if not is_distributed():
+        return getattr(model, method)
+    device = next(model.parameters()).device
+    wrapped = model if method == "forward" else _CallMethod(model, method)
+    return nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if device.type == "cuda" else None)
