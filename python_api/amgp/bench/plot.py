@@ -59,7 +59,8 @@ def _draw_panel(ax, rows, case):
         {"color": "tab:olive", "linestyle": "-.", "label": "ideal 1/d²"}
     ax.plot(fine, [metrics.ideal_speedup(case, d) for d in fine], **ideal)
     ax.axhline(1.0, color="lightgrey", linewidth=1, label="dense nn.Linear")
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    # dense is the 1.0 line drawn above; every other method gets its own curve.
+    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "dense"]
     for method in methods:
         points = sorted((r["density"], r["speedup_vs_dense"]) for r in rows
                         if r["method"] == method and r.get("speedup_vs_dense") is not None)
