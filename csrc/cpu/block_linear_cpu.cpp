@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "block_runs.h"
+#include "op_checks.h"
 #include "outputs.h"
 #include "workspace.h"
 
@@ -30,34 +31,12 @@ constexpr int64_t kRowGrain = 16;  // rows per parallel task in the copy passes
 enum class Activation { kNone, kRelu };
 
 Activation parse_activation(c10::string_view name) {
-  if (name == "none") return Activation::kNone;
-  if (name == "relu") return Activation::kRelu;
-  TORCH_CHECK(false, "amgp.block_linear: activation must be 'none' or 'relu', got '",
-              std::string(name), "'");
+  return is_relu(name, "amgp.block_linear") ? Activation::kRelu : Activation::kNone;
 }
 
 void check_inputs(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
                   int64_t block_size) {
-  TORCH_CHECK(block_size > 0, "amgp.block_linear: block_size must be > 0, got ", block_size);
-  TORCH_CHECK(x.dim() >= 1, "amgp.block_linear: x must have at least 1 dimension");
-  TORCH_CHECK(weight.dim() == 2, "amgp.block_linear: weight must be 2-D, got ", weight.dim(),
-              "-D");
-  TORCH_CHECK(x.size(-1) == weight.size(1), "amgp.block_linear: x.shape[-1] (", x.size(-1),
-              ") must equal weight.shape[1] (", weight.size(1), ")");
-  TORCH_CHECK(x.scalar_type() == weight.scalar_type(),
-              "amgp.block_linear: weight dtype ", weight.scalar_type(), " differs from x dtype ",
-              x.scalar_type());
-  TORCH_CHECK(x.device() == weight.device(), "amgp.block_linear: weight is on ",
-              weight.device(), " but x is on ", x.device());
-  if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0),
-                "amgp.block_linear: bias must have shape (", weight.size(0), ",), got ",
-                bias->sizes());
-    TORCH_CHECK(bias->scalar_type() == x.scalar_type(), "amgp.block_linear: bias dtype ",
-                bias->scalar_type(), " differs from x dtype ", x.scalar_type());
-    TORCH_CHECK(bias->device() == x.device(), "amgp.block_linear: bias is on ", bias->device(),
-                " but x is on ", x.device());
-  }
+  check_operands(x, weight, bias, block_size, "amgp.block_linear");
 }
 
 // dst[r, :] = concat over runs of src[r, run] (src rows of length src_cols).

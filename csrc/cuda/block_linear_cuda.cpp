@@ -13,6 +13,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "op_checks.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
@@ -41,13 +43,6 @@ DType dtype_of(const Tensor& t, const char* op) {
                   " is not supported; use float32, float16 or bfloat16");
   }
   return DType::kFloat32;  // unreachable
-}
-
-bool parse_relu(c10::string_view activation, const char* op) {
-  if (activation == "none") return false;
-  if (activation == "relu") return true;
-  TORCH_CHECK(false, op, ": activation must be 'none' or 'relu', got '", std::string(activation), "'");
-  return false;  // unreachable
 }
 
 ChannelMap identity_map(int64_t features) {
@@ -153,21 +148,14 @@ struct Problem {
   Rows xr, wr;
 };
 
-Problem prepare(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& in_blocks,
+Problem prepare(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
+                const c10::optional<Tensor>& in_blocks,
                 const c10::optional<Tensor>& out_blocks, int64_t block_size, c10::string_view activation,
                 const char* op) {
-  TORCH_CHECK(block_size > 0, op, ": block_size must be > 0, got ", block_size);
-  TORCH_CHECK(x.dim() >= 1, op, ": x must have at least 1 dimension");
-  TORCH_CHECK(weight.dim() == 2, op, ": weight must be 2-D, got ", weight.dim(), "-D");
-  TORCH_CHECK(x.size(-1) == weight.size(1), op, ": x.shape[-1] (", x.size(-1),
-              ") must equal weight.shape[1] (", weight.size(1), ")");
-  TORCH_CHECK(weight.scalar_type() == x.scalar_type(), op, ": weight dtype ", weight.scalar_type(),
-              " differs from x dtype ", x.scalar_type());
-  TORCH_CHECK(weight.device() == x.device(), op, ": weight is on ", weight.device(), " but x is on ",
-              x.device());
+  check_operands(x, weight, bias, block_size, op);
   Problem pr;
   pr.dtype = dtype_of(x, op);
-  pr.relu = parse_relu(activation, op);
+  pr.relu = is_relu(activation, op);
   pr.in_f = weight.size(1);
   pr.out_f = weight.size(0);
   pr.in = make_side(in_blocks, pr.in_f, block_size, x, "in_blocks", op);
@@ -267,21 +255,13 @@ Tensor block_linear_cuda(const Tensor& x, const Tensor& weight, const c10::optio
                          int64_t block_size, c10::string_view activation) {
   const char* op = "amgp.block_linear";
   const c10::cuda::CUDAGuard guard(cuda_device_of(x, op));
-  const Problem pr = prepare(x, weight, in_blocks, out_blocks, block_size, activation, op);
+  const Problem pr = prepare(x, weight, bias_opt, in_blocks, out_blocks, block_size, activation, op);
   const int64_t out_f = pr.out_f;
   const DType dtype = pr.dtype;
   const bool relu = pr.relu;
   const Side &in = pr.in, &out = pr.out;
   Tensor bias;
-  if (bias_opt.has_value() && bias_opt->defined()) {
-    bias = *bias_opt;
-    TORCH_CHECK(bias.dim() == 1 && bias.size(0) == out_f, op, ": bias must have shape (", out_f, ",), got ",
-                bias.sizes());
-    TORCH_CHECK(bias.scalar_type() == x.scalar_type(), op, ": bias dtype ", bias.scalar_type(),
-                " differs from x dtype ", x.scalar_type());
-    TORCH_CHECK(bias.device() == x.device(), op, ": bias is on ", bias.device(), " but x is on ", x.device());
-    bias = bias.contiguous();
-  }
+  if (bias_opt.has_value() && bias_opt->defined()) bias = bias_opt->contiguous();
 
   const Rows &xr = pr.xr, &wr = pr.wr;
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
@@ -308,7 +288,7 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
     c10::string_view activation, std::array<bool, 3> output_mask) {
   const char* op = "amgp.block_linear_backward";
   const c10::cuda::CUDAGuard guard(cuda_device_of(x, op));
-  const Problem pr = prepare(x, weight, in_blocks, out_blocks, block_size, activation, op);
+  const Problem pr = prepare(x, weight, c10::nullopt, in_blocks, out_blocks, block_size, activation, op);
   const int64_t in_f = pr.in_f, out_f = pr.out_f;
   const DType dtype = pr.dtype;
   const bool relu = pr.relu;
