@@ -59,8 +59,9 @@ def _triton_module():
 
 
 def available_backends():
-    """Backends usable in this process, besides "auto"."""
-    names = compiled_backends()
+    """Backends usable in this process, besides "auto": compiled ones whose device is present (a CUDA
+    build on a machine without a GPU lists "cpu" only; build_info() says what was compiled)."""
+    names = [name for name in compiled_backends() if name != "cuda" or torch.cuda.is_available()]
     if _triton_module() is not None:
         names.append("triton")
     return names + ["reference"]
