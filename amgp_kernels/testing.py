@@ -15,8 +15,6 @@ TOLERANCES = {
     torch.bfloat16: (1e-1, 2e-2),
 }
 
-POISON = float("nan")
-
 
 def random_blocks(n_blocks, kind, generator=None, device="cpu"):
     """Sorted int32 block indices. kind: "all" (None), "none" (empty), "single", or a density in (0, 1)."""
@@ -40,11 +38,6 @@ def poisoned_outputs():
         yield
     finally:
         _C.set_poison_outputs(False)
-
-
-def poisoned_like(t):
-    """A tensor shaped like t, full of NaN: any element a kernel fails to write shows up."""
-    return torch.full_like(t, POISON)
 
 
 def assert_close_to_reference(actual, expected, dtype, what="output"):
