@@ -9,40 +9,23 @@ from tqdm import tqdm
 
 import amgp_kernels
 
+from .cli.argtypes import dash_list, density, positive_int
 from .pruning import prune_blocks
 from .sparse_linear import SparseLinear
 from .sparse_mlp import SparseMLP
 
 
-def positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def density_arg(text):
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="amgp-demo", description=__doc__)
-    parser.add_argument("--sizes", default="256-1024-1024-1024-1", help="MLP widths, dash-separated")
+    parser.add_argument("--sizes", type=dash_list, default="256-1024-1024-1024-1", help="MLP widths, dash-separated")
     parser.add_argument("--batch", type=positive_int, default=2048)
     parser.add_argument("--steps", type=positive_int, default=30, help="training steps per phase")
-    parser.add_argument("--density", type=density_arg, default=0.5, help="fraction of hidden blocks kept")
+    parser.add_argument("--density", type=density, default=0.5, help="fraction of hidden blocks kept")
     parser.add_argument("--block-size", type=positive_int, default=32)
     parser.add_argument("--backend", choices=amgp_kernels.BACKENDS, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        args.sizes = [int(s) for s in args.sizes.split("-")]
-    except ValueError:
-        parser.error(f"--sizes must be dash-separated integers, got {args.sizes!r}")
-    if len(args.sizes) < 3 or min(args.sizes) <= 0:
+    if len(args.sizes) < 3:
         parser.error("--sizes needs at least 3 positive widths (input, hidden..., output)")
     if args.backend:
         try:  # the demo trains on the CPU: refuse a backend that cannot run there now, not mid-run

@@ -7,6 +7,7 @@ import torch
 
 import amgp_kernels
 
+from ..cli.argtypes import non_negative_int, positive_int
 from . import cases, machine, report
 from .cases import CASES, DENSITIES, DLRM_CONFIGS, PASSES, Shape
 from .methods import default_backends
@@ -39,23 +40,6 @@ def _list_of(kind, allowed=None):
     return parse
 
 
-def _int_at_least(minimum, what):
-    """argparse type: an integer >= minimum."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-    return parse
-
-
-_positive_int = _int_at_least(1, "a positive integer")
-_non_negative_int = _int_at_least(0, "an integer >= 0")
-
-
 def _density(text):
     try:
         value = float(text)
@@ -82,13 +66,13 @@ def build_parser():
     shapes = parser.add_argument_group(
         "shapes", "combine freely; default 2048x1024x1024 on cpu, 8192x1024x1024 and 8192x4096x4096 on cuda")
     shapes.add_argument("--shapes", type=_list_of(cases.parse_shape), default=[], metavar="BxINxOUT[,...]")
-    shapes.add_argument("--batch", type=_list_of(_positive_int), metavar="B[,B...]",
+    shapes.add_argument("--batch", type=_list_of(positive_int), metavar="B[,B...]",
                         help="with --in/--out: one more shape per batch; with --preset or --training: their batch")
-    shapes.add_argument("--in", dest="in_features", type=_positive_int, metavar="IN")
-    shapes.add_argument("--out", dest="out_features", type=_positive_int, metavar="OUT")
+    shapes.add_argument("--in", dest="in_features", type=positive_int, metavar="IN")
+    shapes.add_argument("--out", dest="out_features", type=positive_int, metavar="OUT")
     shapes.add_argument("--preset", choices=sorted(DLRM_CONFIGS),
                         help="layers of a facebookresearch/dlrm config's bottom+top MLPs (batch 2048 unless --batch)")
-    parser.add_argument("--block-size", type=_positive_int, default=32, help="channels per block (default 32)")
+    parser.add_argument("--block-size", type=positive_int, default=32, help="channels per block (default 32)")
     parser.add_argument("--densities", type=_list_of(_density), default=list(DENSITIES), metavar="D[,D...]",
                         help="fraction of active blocks per pruned side, in (0, 1] (default 1,0.75,0.5,0.25)")
     parser.add_argument("--cases", type=_list_of(str, CASES), default=list(CASES), metavar="CASE[,CASE]",
@@ -101,9 +85,9 @@ def build_parser():
                              "one native to the device: cpu on CPU, cuda and triton on GPU)")
     parser.add_argument("--activation", choices=("none", "relu"), default="none",
                         help="activation after the GEMM (fused in our kernels, a separate op in the baselines)")
-    parser.add_argument("--warmup", type=_non_negative_int, help="untimed calls first (default: 3 cpu, 10 cuda)")
-    parser.add_argument("--repeats", type=_positive_int, help="timed calls (default: 10 cpu, 50 cuda)")
-    parser.add_argument("--copies", type=_positive_int, default=3, help="input copies rotated through (default 3)")
+    parser.add_argument("--warmup", type=non_negative_int, help="untimed calls first (default: 3 cpu, 10 cuda)")
+    parser.add_argument("--repeats", type=positive_int, help="timed calls (default: 10 cpu, 50 cuda)")
+    parser.add_argument("--copies", type=positive_int, default=3, help="input copies rotated through (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random active blocks and inputs")
     parser.add_argument("--quick", action="store_true", help="one small shape, 1 warmup, 3 repeats (< 2 min on CPU)")
     parser.add_argument("--json", metavar="PATH", help="write every result and its context as JSON")

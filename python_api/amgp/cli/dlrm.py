@@ -7,7 +7,6 @@ Flags follow facebookresearch/dlrm's dlrm_s_pytorch.py where one exists; AMGP fl
 """
 import argparse
 import json
-import math
 import sys
 import warnings
 
@@ -21,22 +20,11 @@ from ..data.criteo import CriteoFormatError
 from ..checkpoint import CheckpointError
 from ..pruning import GROWTH_INITS
 from ..schedule import CRITERIA
+from .argtypes import (checked, dash_list, density, fraction, non_negative_float, non_negative_int,
+                       positive_float, positive_int)
 
 DEFAULTS = training.TrainConfig()
 CLI_ONLY = ("compare", "report_json", "plot", "num_threads")  # flags of the command, not of one training run
-
-
-def _checked(convert, accept, what):
-    """An argparse type: convert the text, then require accept(value); errors say `what` is expected."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if not accept(value):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-        return value
-    return parse
 
 
 def _int_or_float(text):
@@ -44,26 +32,8 @@ def _int_or_float(text):
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-_positive_int = _checked(int, lambda v: v > 0, "a positive integer")
-_non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
-_non_negative_float = _checked(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
-_density = _checked(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
-_fraction = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-_steps_or_fraction = _checked(_int_or_float, lambda v: v >= 0 and (isinstance(v, int) or v <= 1),
+_steps_or_fraction = checked(_int_or_float, lambda v: v >= 0 and (isinstance(v, int) or v <= 1),
                               "a step count (e.g. 40) or a fraction in [0, 1] (e.g. 0.1)")
-
-
-def _dash_list(text):
-    """'13-512-256-64' -> [13, 512, 256, 64]."""
-    try:
-        values = [int(v) for v in text.split("-")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be dash-separated positive integers like 13-512-256-64, got {text!r}") \
-            from None
-    if any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"must be dash-separated positive integers, got {text!r}")
-    return values
 
 
 def build_parser():
@@ -74,13 +44,13 @@ def build_parser():
                     "channel blocks (GEMMs over active blocks only), dense phases grow them back, and training "
                     "ends with a full-size model.")
     model = parser.add_argument_group("model (facebookresearch/dlrm names)")
-    model.add_argument("--arch-sparse-feature-size", type=_positive_int, default=d.arch_sparse_feature_size,
+    model.add_argument("--arch-sparse-feature-size", type=positive_int, default=d.arch_sparse_feature_size,
                        help="embedding dimension (default %(default)s)")
-    model.add_argument("--arch-embedding-size", type=_dash_list, default=None,
+    model.add_argument("--arch-embedding-size", type=dash_list, default=None,
                        help="rows per embedding table, e.g. 4-3-2 (synthetic data; default: 26 built-in sizes)")
-    model.add_argument("--arch-mlp-bot", type=_dash_list, default=d.arch_mlp_bot,
+    model.add_argument("--arch-mlp-bot", type=dash_list, default=d.arch_mlp_bot,
                        help="bottom MLP widths, dense-feature count first (default 13-512-256-64-16)")
-    model.add_argument("--arch-mlp-top", type=_dash_list, default=d.arch_mlp_top,
+    model.add_argument("--arch-mlp-top", type=dash_list, default=d.arch_mlp_top,
                        help="top MLP widths after its computed input width, ending in 1 (default 1024-1024-512-1)")
     model.add_argument("--arch-interaction-op", choices=("dot", "cat"), default=d.arch_interaction_op)
     model.add_argument("--arch-interaction-itself", action="store_true", help="dot: include self products")
@@ -88,26 +58,26 @@ def build_parser():
     data.add_argument("--data-generation", choices=("synthetic", "dataset"), default=d.data_generation,
                       help="synthetic: built-in learnable CTR data; dataset: a Criteo-format --raw-data-file")
     data.add_argument("--raw-data-file", help="Criteo Kaggle text file (label, 13 integer, 26 hex fields, tabs)")
-    data.add_argument("--max-ind-range", type=_positive_int, default=d.max_ind_range,
+    data.add_argument("--max-ind-range", type=positive_int, default=d.max_ind_range,
                       help="rows per embedding table for hashed Criteo categoricals (default %(default)s)")
     data.add_argument("--skip-malformed-lines", dest="skip_malformed", action="store_true",
                       help="count and skip malformed Criteo lines instead of stopping with an error")
-    data.add_argument("--test-fraction", type=_fraction, default=d.test_fraction,
+    data.add_argument("--test-fraction", type=fraction, default=d.test_fraction,
                       help="Criteo: last fraction of the lines used as test split (default %(default)s)")
-    data.add_argument("--num-test-batches", type=_positive_int, default=d.num_test_batches,
+    data.add_argument("--num-test-batches", type=positive_int, default=d.num_test_batches,
                       help="synthetic: test batches (default %(default)s)")
     train = parser.add_argument_group("training")
-    train.add_argument("--mini-batch-size", type=_positive_int, default=d.mini_batch_size)
-    train.add_argument("--num-batches", type=_non_negative_int, default=d.num_batches,
+    train.add_argument("--mini-batch-size", type=positive_int, default=d.mini_batch_size)
+    train.add_argument("--num-batches", type=non_negative_int, default=d.num_batches,
                        help="batches per epoch (synthetic: the training set size; dataset: 0 = all lines)")
-    train.add_argument("--nepochs", type=_positive_int, default=d.nepochs)
+    train.add_argument("--nepochs", type=positive_int, default=d.nepochs)
     train.add_argument("--optimizer", choices=training.OPTIMIZERS, default=d.optimizer)
-    train.add_argument("--learning-rate", type=_positive_float, default=d.learning_rate)
-    train.add_argument("--momentum", type=_non_negative_float, default=d.momentum, help="sgd momentum")
-    train.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay)
+    train.add_argument("--learning-rate", type=positive_float, default=d.learning_rate)
+    train.add_argument("--momentum", type=non_negative_float, default=d.momentum, help="sgd momentum")
+    train.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay)
     train.add_argument("--seed", "--numpy-rand-seed", dest="seed", type=int, default=d.seed)
     train.add_argument("--use-gpu", action="store_true", help="train on the CUDA GPU")
-    train.add_argument("--num-threads", type=_positive_int, default=None,
+    train.add_argument("--num-threads", type=positive_int, default=None,
                        help="CPU threads for torch (default: torch's choice; 1 gives steadier timings on a busy machine)")
     train.add_argument("--backend", choices=("auto", "cpu", "cuda", "triton", "reference"), default=None,
                        help="block_linear backend (default: $AMGP_BACKEND or auto)")
@@ -115,27 +85,27 @@ def build_parser():
     amgp.add_argument("--no-amgp", dest="amgp", action="store_false", help="dense baseline: no pruning")
     amgp.add_argument("--compare", action="store_true",
                       help="run the dense baseline and AMGP with the same seed and steps, report side by side")
-    amgp.add_argument("--amgp-density", type=_density, default=d.amgp_density,
+    amgp.add_argument("--amgp-density", type=density, default=d.amgp_density,
                       help="fraction of output channel blocks each pruned layer keeps in sparse phases")
     amgp.add_argument("--amgp-warmup", type=_steps_or_fraction, default=d.amgp_warmup, help="dense warmup")
     amgp.add_argument("--amgp-final-dense", type=_steps_or_fraction, default=d.amgp_final_dense,
                       help="final dense phase (at least 1 step)")
     amgp.add_argument("--amgp-dense-steps", type=_steps_or_fraction, default=d.amgp_dense_steps,
                       help="each dense phase between two sparse phases")
-    amgp.add_argument("--amgp-cycles", type=_positive_int, default=d.amgp_cycles, help="number of sparse phases")
+    amgp.add_argument("--amgp-cycles", type=positive_int, default=d.amgp_cycles, help="number of sparse phases")
     amgp.add_argument("--amgp-criterion", choices=CRITERIA, default=d.amgp_criterion)
     amgp.add_argument("--amgp-growth", choices=GROWTH_INITS, default=d.amgp_growth)
     amgp.add_argument("--amgp-layers", default=None,
                       help="comma-separated layer-name prefixes to prune, e.g. top_l (default: all MLP layers)")
-    amgp.add_argument("--block-size", type=_positive_int, default=d.block_size, help="channels per block")
+    amgp.add_argument("--block-size", type=positive_int, default=d.block_size, help="channels per block")
     out = parser.add_argument_group("reporting and checkpoints")
-    out.add_argument("--print-freq", type=_positive_int, default=d.print_freq, help="loss averaging interval")
-    out.add_argument("--test-freq", type=_non_negative_int, default=d.test_freq,
+    out.add_argument("--print-freq", type=positive_int, default=d.print_freq, help="loss averaging interval")
+    out.add_argument("--test-freq", type=non_negative_int, default=d.test_freq,
                      help="evaluate every N steps (0: only at the end)")
     out.add_argument("--save-model", help="checkpoint path, written at the end (and every --checkpoint-freq)")
-    out.add_argument("--checkpoint-freq", type=_non_negative_int, default=0, help="checkpoint every N steps")
+    out.add_argument("--checkpoint-freq", type=non_negative_int, default=0, help="checkpoint every N steps")
     out.add_argument("--load-model", help="resume from this checkpoint (same settings)")
-    out.add_argument("--stop-at-step", type=_positive_int, default=None,
+    out.add_argument("--stop-at-step", type=positive_int, default=None,
                      help="stop after this many steps, as if interrupted (resume with --load-model)")
     out.add_argument("--report-json", help="write the report as JSON here")
     out.add_argument("--plot", help="write a PNG of loss / AUC over steps (sparse phases shaded) here")
