@@ -14,7 +14,8 @@ from amgp.bench import cases, cli, metrics, report
 from amgp.bench.methods import build_step, default_backends, make_inputs, rotation_copies
 from amgp.bench.runner import KernelBenchConfig, run_kernel_benchmarks
 from amgp.bench.timing import Timing, measure, measure_interleaved
-from amgp.bench.training import mlp_weight_density, run_training_benchmarks
+from amgp.bench.training import run_training_benchmarks
+from amgp.pruning import weight_density
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPORT_SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "report.py"
@@ -296,7 +297,7 @@ def test_weight_density_of_a_pruned_stack():
 
     mlp = SparseMLP([32, 64, 32], block_size=16)
     prune_blocks(mlp, 0.5)  # hidden layer: 4 -> 2 output blocks, so half of both weights
-    assert mlp_weight_density(mlp) == pytest.approx(0.5)
+    assert weight_density(mlp) == pytest.approx(0.5)
 
 
 def test_training_dlrm_without_wrapper_fails_clearly(monkeypatch, capsys):

@@ -23,6 +23,14 @@ def prunable_layers(module):
     return pairs
 
 
+def weight_density(module):
+    """Active fraction of all SparseLinear weights in `module` (= the fraction of MLP GEMM FLOPs computed);
+    1.0 when it has none."""
+    layers = [m for m in module.modules() if isinstance(m, SparseLinear)]
+    total = sum(layer.weight.numel() for layer in layers)
+    return sum(layer.density * layer.weight.numel() for layer in layers) / total if total else 1.0
+
+
 def block_magnitude(layer, next_layer=None):
     """Importance of each output block: L2 norm of its incoming weights (and bias) times the L2
     norm of the weights that read it in the next layer, if any."""

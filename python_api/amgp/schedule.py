@@ -9,7 +9,7 @@ import dataclasses
 
 import torch
 
-from .pruning import GROWTH_INITS, block_magnitude, keep_top_blocks, prunable_layers, set_block_masks_
+from .pruning import GROWTH_INITS, block_magnitude, keep_top_blocks, prunable_layers, set_block_masks_, weight_density
 from .sparse_linear import SparseLinear
 
 CRITERIA = ("magnitude", "taylor")
@@ -264,8 +264,7 @@ class GrowPruneSchedule:
     @property
     def density(self):
         """Fraction of all MLP weights (every SparseLinear in the model) that are active."""
-        total = sum(layer.weight.numel() for layer in self.linear_layers)
-        return sum(layer.density * layer.weight.numel() for layer in self.linear_layers) / total
+        return weight_density(self.model)
 
     @property
     def flops_saving(self):

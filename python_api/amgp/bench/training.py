@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import SparseLinear, SparseMLP, prune_blocks
+from .. import SparseMLP, prune_blocks
+from ..pruning import weight_density
 from . import metrics
 from .cases import DLRM_CONFIGS
 from .timing import measure_interleaved
@@ -81,15 +82,6 @@ def mlp_batches(config_name, batch, copies, device, dtype, seed=0):
              torch.randint(0, 2, (batch, 1), generator=generator).to(device, dtype)) for _ in range(copies)]
 
 
-def mlp_weight_density(model):
-    """Active fraction of all SparseLinear weights (FLOP fraction of the MLP GEMMs); 1.0 without any."""
-    layers = [m for m in model.modules() if isinstance(m, SparseLinear)]
-    if not layers:
-        return 1.0
-    total = sum(layer.in_features * layer.out_features for layer in layers)
-    return sum(layer.density * layer.in_features * layer.out_features for layer in layers) / total
-
-
 def _logits(model):
     """The model's logit function: DLRM.logits, or the module itself (MLP stacks)."""
     return getattr(model, "logits", model)
@@ -151,7 +143,7 @@ def run_training_benchmarks(model_kinds, config_name, batch, densities, device="
                      for name, (_, _, model) in variants.items()}
             timings, _ = measure_interleaved(steps, warmup, repeats, device)
             group = [{"model": f"{kind}:{config_name}", "batch": batch, "method": method, "density": density,
-                      "weight_density": mlp_weight_density(model), "dtype": str(dtype).replace("torch.", ""),
+                      "weight_density": weight_density(model), "dtype": str(dtype).replace("torch.", ""),
                       "block_size": block_size, "backend": backend or "auto", "error": None,
                       **timings[name].summary()}
                      for name, (method, density, model) in variants.items()]
