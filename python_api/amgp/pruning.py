@@ -97,11 +97,9 @@ def set_block_masks_(pairs, masks, optimizer=None, init="function_preserving", g
     for key, layer in layers.items():
         old_out, old_in = old[key]
         layer.refresh_indices()
-        if not (bool((layer.out_channel_mask & ~old_out).any()) or bool((layer.in_channel_mask & ~old_in).any())):
-            zero_inactive_(layer, optimizer)
-            continue
-        snapshot = None if snapshots is None else snapshots.get(key)
-        init_grown_(layer, old_out, old_in, init, generator, snapshot, optimizer)
+        if bool((layer.out_channel_mask & ~old_out).any()) or bool((layer.in_channel_mask & ~old_in).any()):
+            snapshot = None if snapshots is None else snapshots.get(key)
+            init_grown_(layer, old_out, old_in, init, generator, snapshot, optimizer)
         zero_inactive_(layer, optimizer)
 
 
