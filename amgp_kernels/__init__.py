@@ -2,7 +2,7 @@
 import torch
 
 from . import reference
-from ._extension import LOAD_ERROR, _C, compiled_backends
+from ._extension import LOAD_ERROR, _C
 from .api import block_linear
 from .backends import BACKENDS, BackendUnavailableError, available_backends, get_backend, set_backend
 

@@ -4,7 +4,7 @@ import contextlib
 
 import torch
 
-from . import reference
+from . import _outputs, reference
 from ._extension import _C
 
 # (atol, rtol) per dtype for a kernel vs the fp64-accumulated reference, K up to a few thousand.
@@ -29,15 +29,17 @@ def random_blocks(n_blocks, kind, generator=None, device="cpu"):
 
 @contextlib.contextmanager
 def poisoned_outputs():
-    """Compiled kernels fill every new output with NaN before writing it, so unwritten elements show."""
-    if _C is None:
-        yield
-        return
-    _C.set_poison_outputs(True)
+    """Every backend (compiled and Triton) fills each new output and workspace with NaN before writing
+    it, so unwritten elements show."""
+    if _C is not None:
+        _C.set_poison_outputs(True)
+    _outputs.poison = True
     try:
         yield
     finally:
-        _C.set_poison_outputs(False)
+        _outputs.poison = False
+        if _C is not None:
+            _C.set_poison_outputs(False)
 
 
 def assert_close_to_reference(actual, expected, dtype, what="output"):

@@ -5,7 +5,7 @@ size (1 up to wider than the layer), the masks (none, all, or any subset of bloc
 the dtype (those the backend supports), the activation, the bias, and the memory layout of x, weight
 and bias (contiguous, transposed, strided, broadcast rows). Each case checks the forward output and
 all three gradients against amgp_kernels.reference (float64) within testing.TOLERANCES, and that
-inactive outputs and gradient blocks are exact zeros. Compiled kernels run with poisoned outputs so
+inactive outputs and gradient blocks are exact zeros. Every backend runs with poisoned outputs so
 unwritten elements show as NaN.
 
 Runs:
@@ -15,7 +15,6 @@ Runs:
             backend; AMGP_FUZZ_LONG_EXAMPLES=N overrides)
   counts:   AMGP_FUZZ_COUNTS=path.json writes the cases actually run per backend and run kind.
 """
-import contextlib
 import json
 import os
 from collections import defaultdict
@@ -129,25 +128,6 @@ def _make_inputs(case, device):
     return leaf(x), leaf(weight), leaf(bias), *blocks, grad_y.to(device)
 
 
-@contextlib.contextmanager
-def _poisoned(backend):
-    """NaN-filled outputs: the compiled kernels' switch, or the Triton backend's allocator."""
-    if backend in ("cpu", "cuda"):
-        with testing.poisoned_outputs():
-            yield
-        return
-    launch = getattr(getattr(amgp_kernels, "triton", None), "launch", None) if backend == "triton" else None
-    if launch is None or not hasattr(launch, "_empty"):
-        yield
-        return
-    original = launch._empty
-    launch._empty = lambda shape, dtype, device: torch.full(shape, float("nan"), dtype=dtype, device=device)
-    try:
-        yield
-    finally:
-        launch._empty = original
-
-
 def _assert_zero_outside(t, mask, what):
     outside = t.detach().masked_select(~mask.expand_as(t))
     assert bool((outside == 0).all()), f"{what}: inactive elements are not exact zeros"
@@ -157,7 +137,7 @@ def check_case(backend, case):
     device = _device(backend)
     x, weight, bias, in_blocks, out_blocks, grad_y = _make_inputs(case, device)
     bs, act, dtype = case["block_size"], case["activation"], case["dtype"]
-    with _poisoned(backend):
+    with testing.poisoned_outputs():
         y = amgp_kernels.block_linear(x, weight, bias, in_blocks, out_blocks, bs, act, backend=backend)
         y.backward(grad_y)
     assert y.shape == (*case["batch_shape"], case["out_f"]) and y.dtype == dtype and y.device.type == device

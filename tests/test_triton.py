@@ -41,10 +41,10 @@ if _old_interpreter_breaks_on_numpy2():
 
 
 @pytest.fixture(autouse=True)
-def poisoned_outputs(monkeypatch):
+def poisoned_outputs():
     """Every output and workspace the backend allocates starts as NaN, so unwritten elements show."""
-    monkeypatch.setattr(launch, "_empty",
-                        lambda shape, dtype, device: torch.full(shape, float("nan"), dtype=dtype, device=device))
+    with testing.poisoned_outputs():
+        yield
 
 
 def _blocks(features, block_size, kind):

@@ -5,6 +5,7 @@ import functools
 import torch
 import triton
 
+from .._outputs import new_output
 from . import configs
 from .fill_kernels import reduce_scatter_kernel, zero_inactive_kernel
 from .gemm_kernels import forward_kernel, grad_weight_kernel, grad_x_kernel
@@ -19,11 +20,6 @@ def _check_launchable(x):
     if x.device.type != "cuda" and not configs.INTERPRET:
         raise ValueError(f"the triton backend runs on CUDA tensors (or on CPU under TRITON_INTERPRET=1), "
                          f"but x is on {x.device}")
-
-
-def _empty(shape, dtype, device):
-    """Every output and workspace is allocated here (tests poison them to catch unwritten elements)."""
-    return torch.empty(shape, dtype=dtype, device=device)
 
 
 def _upcast(dtype):
@@ -73,7 +69,7 @@ def forward(x, weight, bias, in_blocks, out_blocks, block_size, activation):
     x2 = x.reshape(-1, in_f)
     M = x2.shape[0]
     inp, out = _Side(in_blocks, in_f, block_size), _Side(out_blocks, out_f, block_size)
-    y = _empty((M, out_f), x.dtype, x.device)
+    y = new_output((M, out_f), x.dtype, x.device)
     if M > 0 and out.compact > 0:
         forward_kernel[_gemm_grid(M, out.compact)](
             x2, weight, bias.contiguous() if bias is not None else weight, y, inp.pointer(x2), out.pointer(x2),
@@ -123,7 +119,7 @@ def backward(grad_y, x, weight, y, in_blocks, out_blocks, block_size, activation
 
     grad_x = x.new_empty((0,))  # each unwanted grad its own empty tensor: op outputs may not alias
     if want_x:
-        dx = _empty((M, in_f), x.dtype, x.device)
+        dx = new_output((M, in_f), x.dtype, x.device)
         if M > 0 and inp.compact > 0:
             grad_x_kernel[_gemm_grid(M, inp.compact)](
                 dy, y2, weight, dx, inp.pointer(x2), out.pointer(x2),
@@ -134,8 +130,8 @@ def backward(grad_y, x, weight, y, in_blocks, out_blocks, block_size, activation
         _zero_inactive(dx, rows, inp, block_size, dx)
         grad_x = dx.view(x.shape)
 
-    grad_w = _empty(weight.shape, x.dtype, x.device) if want_w else x.new_empty((0,))
-    grad_b = _empty((out_f,), x.dtype, x.device) if want_b else x.new_empty((0,))
+    grad_w = new_output(weight.shape, x.dtype, x.device) if want_w else x.new_empty((0,))
+    grad_b = new_output((out_f,), x.dtype, x.device) if want_b else x.new_empty((0,))
     if want_w or want_b:
         _weight_and_bias_grads(dy, y2, x2, grad_w if want_w else None, grad_b if want_b else None,
                                inp, out, split, common)
@@ -157,7 +153,7 @@ def _weight_and_bias_grads(dy, y2, x2, grad_w, grad_b, inp, out, split, common):
         return
     if grad_b is not None and (grad_w is None or inp.compact == 0):
         # db without dW work: the dW kernel over one input column, its dW thrown away.
-        scratch = _empty((out.features, 1), x2.dtype, x2.device)
+        scratch = new_output((out.features, 1), x2.dtype, x2.device)
         _grad_weight(dy, y2, x2[:, :1], scratch, grad_b, _Side(None, 1, common["BLOCK_SIZE"]), out, split, common)
     elif grad_w is not None and inp.compact > 0:
         _grad_weight(dy, y2, x2, grad_w, grad_b, inp, out, split, common)
@@ -167,8 +163,8 @@ def _grad_weight(dy, y2, x2, grad_w, grad_b, inp, out, split, common):
     M = x2.shape[0]
     split = weight_grad_split(M, out, inp, x2.device) if split is None else max(1, min(int(split), M))
     if split > 1:
-        ws = _empty((split, out.compact, inp.compact), torch.float32, x2.device)
-        ws_db = _empty((split, out.compact), torch.float32, x2.device)
+        ws = new_output((split, out.compact, inp.compact), torch.float32, x2.device)
+        ws_db = new_output((split, out.compact), torch.float32, x2.device)
     else:
         ws = ws_db = grad_w
     db = grad_b if grad_b is not None else grad_w
