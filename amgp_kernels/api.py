@@ -5,11 +5,6 @@ from . import backends
 from .checks import check_arguments, check_block_indices, validation_requested
 
 
-def _compiling():
-    compiler = getattr(torch, "compiler", None)
-    return compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling()
-
-
 def block_linear(x, weight, bias, in_blocks, out_blocks, block_size, activation="none", *, backend=None,
                  validate=None):
     """y = act(((x * m_in) @ weight.T + bias) * m_out) over active channel blocks (DESIGN.md contract).
@@ -25,7 +20,7 @@ def block_linear(x, weight, bias, in_blocks, out_blocks, block_size, activation=
     check_arguments(x, weight, bias, in_blocks, out_blocks, block_size, activation)
     if validate is None:
         validate = x.device.type == "cpu" or validation_requested()
-    if validate and not _compiling():
+    if validate and not torch.compiler.is_compiling():
         check_block_indices(in_blocks, weight.shape[1], block_size, "in_blocks")
         check_block_indices(out_blocks, weight.shape[0], block_size, "out_blocks")
     op = backends.resolve(backend, x.device)

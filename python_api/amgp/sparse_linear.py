@@ -11,10 +11,6 @@ from .masks import as_block_mask, channel_mask, mask_to_indices, num_blocks
 _MASKS = ("out_mask", "in_mask")
 
 
-def _compiling():
-    return hasattr(torch, "compiler") and hasattr(torch.compiler, "is_compiling") and torch.compiler.is_compiling()
-
-
 def _check_positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -132,7 +128,7 @@ class SparseLinear(nn.Module):
 
     # ----- forward -----------------------------------------------------------------------------
     def forward(self, x):
-        if not _compiling():
+        if not torch.compiler.is_compiling():
             self.refresh_indices()
         return amgp_kernels.block_linear(
             x, self.weight, self.bias, self.in_index, self.out_index, self.block_size, self.activation,
