@@ -6,6 +6,7 @@ import torch
 import triton
 
 from .._outputs import new_output
+from ..reference import num_blocks
 from . import configs
 from .fill_kernels import reduce_scatter_kernel, zero_inactive_kernel
 from .gemm_kernels import forward_kernel, grad_weight_kernel, grad_x_kernel
@@ -32,7 +33,7 @@ class _Side:
     def __init__(self, blocks, features, block_size):
         self.all = blocks is None
         self.features = features
-        self.n_active = -(-features // block_size) if self.all else blocks.numel()
+        self.n_active = num_blocks(features, block_size) if self.all else blocks.numel()
         self.compact = features if self.all else self.n_active * block_size
         self.blocks = blocks
 

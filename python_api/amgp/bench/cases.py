@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from amgp_kernels.reference import num_blocks
 from amgp_kernels.testing import random_blocks
 
 CASES = ("out_only", "in_out")  # first layer (dense input) / hidden layer (both sides pruned)
@@ -113,8 +114,8 @@ def make_problem(shape, case, density, block_size, seed=0, device="cpu"):
     if case not in CASES:
         raise ValueError(f"case must be one of {CASES}, got {case!r}")
     generator = torch.Generator().manual_seed(seed)
-    n_out = -(-shape.out_features // block_size)
-    n_in = -(-shape.in_features // block_size)
+    n_out = num_blocks(shape.out_features, block_size)
+    n_in = num_blocks(shape.in_features, block_size)
     out_blocks = active_blocks(n_out, density, generator, device)
     in_blocks = active_blocks(n_in, density, generator, device) if case == "in_out" else None
     return Problem(shape, case, density, block_size, in_blocks, out_blocks)
