@@ -1,6 +1,9 @@
 """Checkpoints: atomic writes, clear errors for bad files, and bit-exact resume of a training run."""
 import dataclasses
 import os
+import stat
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -40,6 +43,34 @@ def test_failed_save_leaves_the_old_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 1
     assert os.listdir(tmp_path) == ["ckpt.pt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002], ids=oct)
+def test_file_permissions_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "ckpt.pt", {"step": 1})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "ckpt.pt").st_mode) == 0o666 & ~umask
+
+
+def test_next_save_removes_temporaries_of_killed_writes(tmp_path):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)  # a process that has exited
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = [f".ckpt.pt.{dead_pid}.1a2b3c4d.tmp", ".ckpt.pt.k3x9_q2.tmp"]  # the latter: mkstemp's names
+        kept = [f".ckpt.pt.{running.pid}.5e6f7a8b.tmp",  # a write still going on in another process
+                f".other.pt.{dead_pid}.1a2b3c4d.tmp", "notes.tmp"]  # not this checkpoint's
+        for name in stale + kept:
+            (tmp_path / name).write_bytes(b"partial")
+        save_checkpoint(tmp_path / "ckpt.pt", {"step": 2})
+        assert sorted(os.listdir(tmp_path)) == sorted(kept + ["ckpt.pt"])
+        assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 2
+    finally:
+        running.kill()
+        running.wait()
 
 
 def test_truncated_corrupt_and_foreign_files_give_clear_errors(tmp_path):

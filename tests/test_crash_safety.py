@@ -68,6 +68,7 @@ def test_sigkill_while_checkpointing_then_resume_loses_nothing(tmp_path):
         survived = load_checkpoint(path)  # the last good checkpoint, never a torn one
         assert writes_before_kill - 1 <= survived["step"] < 30  # (polling may miss a short write)
         finish(dlrm("--save-model", str(path), "--checkpoint-freq", "1", "--load-model", str(path)))
+        assert os.listdir(directory) == ["ckpt.pt"]  # the killed write's temporary file is gone
         resumed = load_checkpoint(path)
         assert resumed["step"] == expected["step"] == 30
         for key, value in expected["model"].items():

@@ -1,12 +1,13 @@
 """Training checkpoints: one file holding model (with masks), optimizer, schedule, RNG and loop state.
 
 Written atomically (a temporary file in the same directory, flushed and fsynced, then os.replace),
-so a crash leaves either the old checkpoint or the new one, never a torn file. Loading a truncated
+so a crash leaves either the old checkpoint or the new one, never a torn file; the temporary file a
+killed write leaves behind is removed by the next save. Loading a truncated
 or corrupt file (including a flipped bit: CRC-32 of every member) raises CheckpointError naming the file.
 """
 import os
 import random
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -43,10 +44,12 @@ def restore_rng_state(state):
 
 
 def save_checkpoint(path, state):
-    """Atomically write `state` (a dict of tensors / plain Python values) to `path`."""
+    """Atomically write `state` (a dict of tensors / plain Python values) to `path`. The file's
+    permissions follow the umask, as for any file the user writes. Temporary files that killed
+    writes of this checkpoint left behind are removed once the new one is in place."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    temporary, fd = _create_temporary(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, "version": VERSION, **state}, f)
@@ -58,6 +61,48 @@ def save_checkpoint(path, state):
             os.unlink(temporary)
         raise
     _fsync_directory(directory)
+    _remove_stale_temporaries(directory, os.path.basename(path))
+
+
+def _create_temporary(directory, name):
+    """A new file `.{name}.{pid}.{random}.tmp` in `directory`, opened for writing. Unlike
+    tempfile.mkstemp (always 0600) it is created 0666 minus the umask, like open() would."""
+    while True:
+        temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            return temporary, os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _remove_stale_temporaries(directory, name):
+    """Delete `.{name}.*.tmp` files whose writer process is gone (a write killed midway); a write of
+    the same checkpoint still running in another process keeps its file."""
+    prefix = f".{name}."
+    for entry in os.listdir(directory):
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        writer = entry[len(prefix):-len(".tmp")].split(".")[0]
+        if writer.isdigit() and _process_alive(int(writer)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, entry))
+        except FileNotFoundError:  # removed meanwhile by another save
+            pass
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return False  # this process's own leftovers (its writes are finished or cleaned up)
+    if os.name != "posix":
+        return True  # no harmless liveness probe (os.kill would signal it): keep the file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def _fsync_directory(directory):
