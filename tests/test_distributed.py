@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -73,22 +74,44 @@ def build():
     return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
 
+def native_threads():
+    """Names of this process's OS threads (Linux), C++ ones included; None where /proc is missing."""
+    tasks = f"/proc/{os.getpid()}/task"
+    if not os.path.isdir(tasks):
+        return None
+    names = []
+    for task in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return names
+
+
+def train_rank(rank):
+    model, optimizer = build()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    decide_masks = distributed.decided_on_rank(lambda m, density: decide(m, density, seed=rank))
+    losses, snapshots = train(model, optimizer, decide_masks, ddp, distributed.shard, distributed.mean_across_ranks)
+    return {"losses": losses, "differ": distributed.differing_state(model), "snapshots": snapshots,
+            "state": model.state_dict()}
+
+
 def worker(rank, port, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     distributed.init_from_env()
     try:
-        model, optimizer = build()
-        ddp = torch.nn.parallel.DistributedDataParallel(model)
-        decide_masks = distributed.decided_on_rank(lambda m, density: decide(m, density, seed=rank))
-        losses, snapshots = train(model, optimizer, decide_masks, ddp, distributed.shard,
-                                  distributed.mean_across_ranks)
-        differ = distributed.differing_state(model)
-        torch.save({"losses": losses, "differ": differ, "snapshots": snapshots, "state": model.state_dict()},
-                   os.path.join(out_dir, f"rank{rank}.pt"))
+        result = train_rank(rank)
     finally:
-        distributed.shutdown()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            distributed.shutdown()
+    # A gloo worker thread still running at interpreter exit can abort the process (see shutdown()).
+    result.update(shutdown_warnings=[str(w.message) for w in caught], threads_after_shutdown=native_threads())
+    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def test_two_ranks_keep_identical_masks_and_weights_and_match_one_process(tmp_path):
@@ -103,6 +126,8 @@ def test_two_ranks_keep_identical_masks_and_weights_and_match_one_process(tmp_pa
     # Without the broadcast the ranks would have pruned different blocks.
     assert any(not torch.equal(a, b) for a, b in zip(decide(model, 0.5, 0).values(), decide(model, 0.5, 1).values()))
     for result in results:
+        assert result["shutdown_warnings"] == []
+        assert not any("gloo" in name for name in result["threads_after_shutdown"] or [])
         assert result["differ"] == []  # bit-identical parameters and masks on every rank
         assert len(result["snapshots"]) == len(MASK_STEPS)
         for got, want in zip(result["snapshots"], snapshots):

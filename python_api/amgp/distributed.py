@@ -7,7 +7,11 @@ decisions (pruning scores may come from rank-local statistics) are made on rank 
 Outside torchrun (WORLD_SIZE unset or 1) every helper is a no-op for a single process.
 """
 import datetime
+import gc
+import importlib
 import os
+import warnings
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -52,13 +56,34 @@ def init_from_env(use_gpu=False, timeout_s=1800):
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
+        # torch.distributed.nn.functional takes `group=group.WORLD` as a default argument, evaluated at
+        # import; torch imports it lazily (with torch._dynamo, e.g. at the first optimizer), and after
+        # the group exists that default would keep the group alive for good, so shutdown() could not
+        # stop its worker threads. Imported first, the default is None.
+        importlib.import_module("torch.distributed.nn.functional")
         dist.init_process_group("nccl" if use_gpu else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return device
 
 
 def shutdown():
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group and stop its worker threads before the interpreter exits.
+
+    A gloo worker thread releases a finished collective's tensors just after the caller has moved on,
+    and releasing a tensor that has a Python object takes the GIL. If that happens while the
+    interpreter finalizes, the thread is unwound through a noexcept destructor and the process aborts
+    ("terminate called without an active exception"), more often the busier the CPU. The group's
+    destructor waits for its threads, so the group must really be gone when this returns:
+    destroy_process_group() drops torch's references; a live DistributedDataParallel holds another.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    group = weakref.ref(dist.group.WORLD)
+    gc.collect()  # DistributedDataParallel wrappers in reference cycles hold the group
+    dist.destroy_process_group()
+    if group() is not None:
+        warnings.warn("the torch.distributed process group is still referenced after amgp.distributed.shutdown() "
+                      "(a DistributedDataParallel module still in use?): its worker threads outlive it and may "
+                      "abort the process at exit", RuntimeWarning, stacklevel=2)
 
 
 def shard(batch):
