@@ -33,6 +33,14 @@ def test_compare_smoke_run_writes_report_and_plot(tmp_path, capsys):
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_progress_bar_shows_no_loss_before_the_first_report(capsys):
+    args = [a for a in TINY if a != "--no-progress"] + ["--compare"]
+    assert main(args) == 0
+    bar = capsys.readouterr().err
+    assert "density=1.00" in bar and "loss=" in bar  # the phase change at step 0, later the averaged loss
+    assert "nan" not in bar
+
+
 def test_phase_messages_and_criteo_file(tmp_path, capsys):
     line = "\t".join(["1"] + ["3"] * 13 + ["a1b2c3d4"] * 26)
     other = "\t".join(["0"] + [""] * 13 + ["0f"] * 26)

@@ -224,7 +224,7 @@ class Trainer:
         stop = self.total_steps if config.stop_at_step is None else min(config.stop_at_step, self.total_steps)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (config.progress and self.main),
                    desc="amgp" if config.amgp else "dense", unit="step", dynamic_ncols=True)
-        mean_loss = self.history["loss"][-1][1] if self.history["loss"] else float("nan")
+        mean_loss = self.history["loss"][-1][1] if self.history["loss"] else None  # none before the first report
         while self.step < stop:
             started = time.perf_counter()
             change = self.schedule.before_step()
@@ -262,7 +262,8 @@ class Trainer:
         return self.report()
 
     def _show(self, bar, loss):
-        bar.set_postfix(loss=f"{loss:.4f}", density=f"{self.schedule.density:.2f}")
+        shown = {} if loss is None else {"loss": f"{loss:.4f}"}
+        bar.set_postfix(**shown, density=f"{self.schedule.density:.2f}")
 
     def _evaluate_into_history(self):
         started = time.perf_counter()
