@@ -219,9 +219,12 @@ def test_grown_entries_start_with_neighbouring_second_moments(name):
     layer = schedule.linear_layers[1]
     pruned = ~layer.weight_mask
     key = "sum" if name == "adagrad" else "exp_avg_sq"
-    kept_mean = optimizer.state[layer.weight][key][~pruned].mean()
+    kept = optimizer.state[layer.weight][key][~pruned]
+    kept_mean = kept[kept != 0].mean()  # entries that never had a gradient do not count
+    assert kept_mean > 0
     assert schedule.before_step().kind == "final"
     state = optimizer.state[layer.weight]
-    torch.testing.assert_close(state[key][pruned], kept_mean.expand(int(pruned.sum())))
+    # Second moments are ~1e-6 (Adam) or ~1e-3 (Adagrad): compare relative to them, not to a fixed atol.
+    torch.testing.assert_close(state[key][pruned], kept_mean.expand(int(pruned.sum())), rtol=1e-5, atol=0)
     if name == "adam":
         assert (state["exp_avg"][pruned] == 0).all()
