@@ -245,7 +245,9 @@ class Trainer:
             self.schedule.after_step(global_rows, mask_time + time.perf_counter() - started)
             self.step += 1
             bar.update(1)
-            if self.step % config.print_freq == 0 or self.step == stop:
+            # The last window may be short at the end of training, not at --stop-at-step: the open window
+            # is checkpointed, so a resumed run logs the losses an uninterrupted one does.
+            if self.step % config.print_freq == 0 or self.step == self.total_steps:
                 mean_loss = float(distributed.mean_across_ranks(self.loss_sum)) / self.loss_count
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(f"training loss is {mean_loss} at step {self.step}: lower --learning-rate")
