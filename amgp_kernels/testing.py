@@ -1,5 +1,5 @@
-"""Testing utilities shared by every backend's tests: random masks and inputs, poisoned outputs,
-per-dtype tolerances, and a comparison against amgp_kernels.reference."""
+"""Testing utilities shared by every backend's tests: random masks and inputs, poisoned outputs, the
+float64 reference with per-element error bounds."""
 import contextlib
 
 import torch
@@ -7,13 +7,29 @@ import torch
 from . import _outputs, reference
 from ._extension import _C
 
-# (atol, rtol) per dtype for a kernel vs the fp64-accumulated reference, K up to a few thousand.
-TOLERANCES = {
-    torch.float64: (1e-10, 1e-10),
-    torch.float32: (1e-4, 1e-4),
-    torch.float16: (2e-2, 1e-2),
-    torch.bfloat16: (1e-1, 2e-2),
-}
+# Unit roundoff (half an ulp at 1) of each dtype.
+UNIT_ROUNDOFF = {torch.float64: 2.0**-53, torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
+
+
+def error_bound(expected, dtype, truncating=False):
+    """Largest |kernel - exact| per element that a correct kernel of `dtype` can show for `expected` (a
+    tensor from reference_with_grads), whose elements each sum `terms` products (fp32 accumulation for
+    float16/bfloat16, `dtype` itself otherwise):
+
+    - rounding to `dtype`, at most twice: the GEMM result (the value before the bias and activation) and
+      the value after the bias/ReLU epilogue, each by at most u(dtype) of itself (2u when the conversion
+      truncates, as Triton's interpreter does for bfloat16);
+    - accumulation: terms x 2u(accumulator) x the sum of |products| and |bias|. The classic bound is
+      (terms - 1) u; 2u also covers accumulators that truncate (tensor cores) and the float64
+      reference's own rounding.
+
+    The inputs are exact in `dtype` (the reference reads the same values), so they add no error.
+    For bfloat16 the rounding term dominates: 2^-8 relative, so an output 1.5% off fails.
+    """
+    rounded, magnitude, terms = expected.error_terms
+    accumulator = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    per_rounding = UNIT_ROUNDOFF[dtype] * (2 if truncating else 1)
+    return per_rounding * rounded + terms * 2 * UNIT_ROUNDOFF[accumulator] * magnitude
 
 
 def random_blocks(n_blocks, kind, generator=None, device="cpu"):
@@ -42,27 +58,65 @@ def poisoned_outputs():
             _C.set_poison_outputs(False)
 
 
-def assert_close_to_reference(actual, expected, dtype, what="output"):
-    atol, rtol = TOLERANCES[dtype]
-    torch.testing.assert_close(actual.double(), expected.double(), atol=atol, rtol=rtol, equal_nan=True,
-                               msg=lambda m: f"{what} ({dtype}): {m}")
+def assert_close_to_reference(actual, expected, dtype, what="output", *, interpreted=False):
+    """`actual` (a kernel's result in `dtype`) is within error_bound of `expected`, a tensor returned by
+    reference_with_grads. interpreted: `actual` comes from Triton's interpreter, whose float32 -> bfloat16
+    conversion truncates (on a GPU it rounds to nearest)."""
+    if getattr(expected, "error_terms", None) is None:
+        raise TypeError("expected must be a tensor returned by testing.reference_with_grads (it carries what its "
+                        "error bound needs); compare other tensors with torch.testing.assert_close")
+    bound = error_bound(expected, dtype, truncating=interpreted and dtype == torch.bfloat16).cpu()
+    assert actual.shape == expected.shape, f"{what} ({dtype}): shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    actual, expected = actual.detach().double().cpu(), expected.detach().double().cpu()
+    error = (actual - expected).abs()
+    same_nan = actual.isnan() & expected.isnan()
+    same_inf = (actual == expected) & expected.isinf()
+    bad = ~((error <= bound) | same_nan | same_inf)
+    if bool(bad.any()):
+        worst = (error - bound).masked_fill(~bad, float("-inf")).argmax()
+        index = tuple(int(i) for i in torch.unravel_index(worst, expected.shape)) if expected.dim() else ()
+        raise AssertionError(
+            f"{what} ({dtype}): {int(bad.sum())} of {expected.numel()} elements outside the error bound; worst at "
+            f"{index}: got {actual.flatten()[worst].item()!r}, expected {expected.flatten()[worst].item()!r}, "
+            f"error {error.flatten()[worst].item():.3g} > bound {bound.flatten()[worst].item():.3g}")
 
 
-def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, y_actual=None):
-    """Reference output and gradients, computed in float64 from the given (possibly low-precision) inputs.
-
-    With `y_actual` (the kernel's output) the ReLU gate of the backward is taken from it: in low precision an
-    output within rounding of zero may fall on either side, and the gate must match the output the kernel saved.
-    """
+def _reference_pass(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, y_actual=None):
+    """The reference before its activation, in float64, and (with grad_y) the gradients of x, weight
+    and bias by autograd, and grad_y through the activation's gate."""
     x64 = x.detach().double().requires_grad_()
     w64 = weight.detach().double().requires_grad_()
     b64 = bias.detach().double().requires_grad_() if bias is not None else None
     pre = reference.block_linear(x64, w64, b64, in_blocks, out_blocks, block_size, "none")
+    if grad_y is None:
+        return pre.detach(), None, None, None, None
+    grad = grad_y.double()
     if activation == "relu":
-        gate = (y_actual.detach() > 0) if y_actual is not None else (pre.detach() > 0)
-        pre.backward(grad_y.double() * gate)
-        y = torch.relu(pre)
-    else:
-        pre.backward(grad_y.double())
-        y = pre
-    return y.detach(), x64.grad, w64.grad, (b64.grad if b64 is not None else None)
+        grad = grad * ((y_actual.detach() > 0) if y_actual is not None else (pre.detach() > 0))
+    pre.backward(grad)
+    return pre.detach(), x64.grad, w64.grad, (b64.grad if b64 is not None else None), grad
+
+
+def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, y_actual=None):
+    """Reference output and gradients, computed in float64 from the given (possibly low-precision) inputs;
+    each carries `error_terms`, what error_bound (and so assert_close_to_reference) needs.
+    grad_y None: the output only (the gradients are None).
+
+    With `y_actual` (the kernel's output) the ReLU gate of the backward is taken from it: in low precision an
+    output within rounding of zero may fall on either side, and the gate must match the output the kernel saved.
+    """
+    pre, grad_x, grad_w, grad_b, grad = _reference_pass(x, weight, bias, in_blocks, out_blocks, block_size,
+                                                        activation, grad_y, y_actual)
+    y = torch.relu(pre) if activation == "relu" else pre
+    gemm = _reference_pass(x, weight, None, in_blocks, out_blocks, block_size, "none", None)[0]
+    # The same sums over absolute values: the magnitude of the terms behind every element.
+    absolute = lambda t: None if t is None else t.detach().abs()  # noqa: E731
+    magnitudes = _reference_pass(absolute(x), absolute(weight), absolute(bias), in_blocks, out_blocks, block_size,
+                                 "none", absolute(grad))
+    out_f, in_f = weight.shape
+    rows = x.numel() // max(in_f, 1)
+    outputs = ((y, gemm, in_f + 1), (grad_x, grad_x, out_f), (grad_w, grad_w, rows), (grad_b, grad_b, rows))
+    for (value, gemm_part, terms), magnitude in zip(outputs, magnitudes):
+        if value is not None:  # what error_bound needs
+            value.error_terms = (value.abs() + gemm_part.abs(), magnitude, terms)
+    return y, grad_x, grad_w, grad_b

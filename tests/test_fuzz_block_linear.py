@@ -4,7 +4,7 @@ Hypothesis draws the shapes (feature tails, empty and single-row batches, 1-D/2-
 size (1 up to wider than the layer), the masks (none, all, or any subset of blocks on either side),
 the dtype (those the backend supports), the activation, the bias, and the memory layout of x, weight
 and bias (contiguous, transposed, strided, broadcast rows). Each case checks the forward output and
-all three gradients against amgp_kernels.reference (float64) within testing.TOLERANCES, and that
+all three gradients against amgp_kernels.reference (float64) within testing.error_bound, and that
 inactive outputs and gradient blocks are exact zeros. Every backend runs with poisoned outputs so
 unwritten elements show as NaN.
 
@@ -143,11 +143,12 @@ def check_case(backend, case):
     assert y.shape == (*case["batch_shape"], case["out_f"]) and y.dtype == dtype and y.device.type == device
     ref_y, ref_dx, ref_dw, ref_db = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, bs, act,
                                                                 grad_y, y_actual=y)
-    testing.assert_close_to_reference(y, ref_y, dtype, "y")
-    testing.assert_close_to_reference(x.grad, ref_dx, dtype, "grad x")
-    testing.assert_close_to_reference(weight.grad, ref_dw, dtype, "grad weight")
+    interpreted = INTERPRETED.get(backend, False)
+    testing.assert_close_to_reference(y, ref_y, dtype, "y", interpreted=interpreted)
+    testing.assert_close_to_reference(x.grad, ref_dx, dtype, "grad x", interpreted=interpreted)
+    testing.assert_close_to_reference(weight.grad, ref_dw, dtype, "grad weight", interpreted=interpreted)
     if bias is not None:
-        testing.assert_close_to_reference(bias.grad, ref_db, dtype, "grad bias")
+        testing.assert_close_to_reference(bias.grad, ref_db, dtype, "grad bias", interpreted=interpreted)
     m_in = channel_mask(in_blocks, case["in_f"], bs, device)
     m_out = channel_mask(out_blocks, case["out_f"], bs, device)
     _assert_zero_outside(y, m_out, "y")
