@@ -1,5 +1,5 @@
 """Testing utilities shared by every backend's tests: random masks and inputs, poisoned outputs, the
-float64 reference with per-element error bounds."""
+float64 reference with per-element error bounds, and the contract written out independently of it."""
 import contextlib
 
 import torch
@@ -120,3 +120,32 @@ def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, act
         if value is not None:  # what error_bound needs
             value.error_terms = (value.abs() + gemm_part.abs(), magnitude, terms)
     return y, grad_x, grad_w, grad_b
+
+
+def contract_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y):
+    """The op contract of DESIGN.md written out in float64 dense math, with explicit channel masks and the
+    gradient formulas by hand (dx = (dy' m_out) W m_in, dW = (m_out m_in^T)(dy'^T x), db = m_out sum dy'):
+    an oracle independent of amgp_kernels.reference, to test that with. Finite inputs only."""
+    out_f, in_f = weight.shape
+
+    def channels(blocks, features):
+        mask = torch.zeros(features, dtype=torch.float64)
+        for block in range(-(-features // block_size)) if blocks is None else blocks.tolist():
+            mask[block * block_size:(block + 1) * block_size] = 1
+        return mask.to(x.device)
+
+    m_in, m_out = channels(in_blocks, in_f), channels(out_blocks, out_f)
+    x2 = x.detach().double().reshape(-1, in_f)
+    w = weight.detach().double()
+    pre = (x2 * m_in) @ (w * m_out[:, None] * m_in[None, :]).T
+    if bias is not None:
+        pre = pre + bias.detach().double()
+    pre = pre * m_out
+    y = pre.clamp_min(0) if activation == "relu" else pre
+    dy = grad_y.detach().double().reshape(-1, out_f) * m_out
+    if activation == "relu":
+        dy = dy * (pre > 0)
+    grad_x = (dy @ w) * m_in
+    grad_w = (m_out[:, None] * m_in[None, :]) * (dy.T @ x2)
+    grad_b = m_out * dy.sum(0) if bias is not None else None
+    return y.reshape(*x.shape[:-1], out_f), grad_x.reshape(x.shape), grad_w, grad_b

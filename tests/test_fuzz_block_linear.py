@@ -5,7 +5,8 @@ size (1 up to wider than the layer), the masks (none, all, or any subset of bloc
 the dtype (those the backend supports), the activation, the bias, and the memory layout of x, weight
 and bias (contiguous, transposed, strided, broadcast rows). Each case checks the forward output and
 all three gradients against amgp_kernels.reference (float64) within testing.error_bound, and that
-inactive outputs and gradient blocks are exact zeros. Every backend runs with poisoned outputs so
+inactive outputs and gradient blocks are exact zeros. The reference backend is also checked against
+the contract written out independently (testing.contract_with_grads), not only against itself. Every backend runs with poisoned outputs so
 unwritten elements show as NaN.
 
 Runs:
@@ -149,6 +150,12 @@ def check_case(backend, case):
     testing.assert_close_to_reference(weight.grad, ref_dw, dtype, "grad weight", interpreted=interpreted)
     if bias is not None:
         testing.assert_close_to_reference(bias.grad, ref_db, dtype, "grad bias", interpreted=interpreted)
+    if backend == "reference":  # the expected values came from it too: check them against the contract itself
+        contract = testing.contract_with_grads(x, weight, bias, in_blocks, out_blocks, bs, act, grad_y)
+        for got, expected, what in zip(contract, (ref_y, ref_dx, ref_dw, ref_db), ("y", "grad x", "grad weight",
+                                                                                  "grad bias")):
+            if expected is not None:
+                testing.assert_close_to_reference(got, expected, torch.float64, f"contract {what}")
     m_in = channel_mask(in_blocks, case["in_f"], bs, device)
     m_out = channel_mask(out_blocks, case["out_f"], bs, device)
     _assert_zero_outside(y, m_out, "y")
