@@ -34,9 +34,9 @@ from amgp_kernels.reference import channel_mask, num_blocks  # noqa: E402
 BACKENDS = amgp_kernels.available_backends()
 GPU = torch.cuda.is_available()
 
-# dtypes each backend implements (DESIGN.md): float64 only on CPU, half types on CUDA/Triton.
+# dtypes each backend implements (DESIGN.md, README): float64 only on CPU, half types on CPU, CUDA and Triton.
 DTYPES = {
-    "cpu": [torch.float32, torch.float64, torch.bfloat16],
+    "cpu": [torch.float32, torch.float64, torch.bfloat16, torch.float16],
     "reference": [torch.float32, torch.float64],
     "triton": [torch.float32, torch.float16, torch.bfloat16],
     "cuda": [torch.float32, torch.float16, torch.bfloat16],
