@@ -131,10 +131,11 @@ def test_two_ranks_keep_identical_masks_and_weights_and_match_one_process(tmp_pa
         assert result["differ"] == []  # bit-identical parameters and masks on every rank
         assert len(result["snapshots"]) == len(MASK_STEPS)
         for got, want in zip(result["snapshots"], snapshots):
-            assert all(torch.equal(a, b) for a, b in zip(got, want))
+            assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want))
         torch.testing.assert_close(torch.tensor(result["losses"]), torch.tensor(single), atol=1e-5, rtol=1e-5)
-    for a, b in zip(results[0]["state"].values(), results[1]["state"].values()):
-        assert torch.equal(a, b)
+    assert sorted(results[0]["state"]) == sorted(results[1]["state"])
+    for key, value in results[0]["state"].items():
+        assert torch.equal(value, results[1]["state"][key]), key
 
 
 # ----- amgp-dlrm under torchrun --------------------------------------------------------------
