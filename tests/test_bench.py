@@ -313,12 +313,26 @@ def test_training_dlrm_without_wrapper_fails_clearly(monkeypatch, capsys):
 def test_training_dlrm_rows(monkeypatch):
     """The DLRM training benchmark against amgp.DLRM's interface (constructor names of
     facebookresearch/dlrm, .logits); needs the DLRM wrapper."""
-    import amgp
-
-    if not hasattr(amgp, "DLRM"):
-        pytest.skip("amgp.DLRM is not in this tree yet (issue 5's branch)")
     monkeypatch.setitem(cases.DLRM_CONFIGS, "tiny", {"bottom": [13, 64, 16], "top": [27 * 26 // 2 + 16, 64, 1]})
     rows = run_training_benchmarks(["dlrm"], "tiny", batch=8, densities=[0.5], block_size=16, warmup=0, repeats=1,
                                    copies=1, progress=False)
     assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase"]
     assert rows[0]["model"] == "dlrm:tiny" and 0 < rows[2]["weight_density"] < 1
+
+
+def test_training_command_line_prints_the_table_and_writes_json(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(cases.DLRM_CONFIGS, "tiny", {"bottom": [13, 64, 16], "top": [27 * 26 // 2 + 16, 64, 1]})
+    json_path = tmp_path / "training.json"
+    assert cli.main(["--device", "cpu", "--training", "--preset", "tiny", "--batch", "8,16", "--densities", "1,0.5",
+                     "--block-size", "16", "--warmup", "0", "--repeats", "1", "--copies", "1", "--no-progress",
+                     "--json", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    assert "speedup vs dense phase" in out
+    document = json.loads(json_path.read_text())
+    assert document["meta"]["mode"] == "training" and document["meta"]["batches"] == [8, 16]
+    rows = document["training"]
+    assert {(r["model"], r["batch"]) for r in rows} == {(m, b) for m in ("mlp:tiny", "dlrm:tiny") for b in (8, 16)}
+    for row in rows:
+        assert row["error"] is None and row["median_ms"] > 0
+    assert {r["method"] for r in rows} == {"nn_linear", "dense_phase", "sparse_phase"}
+    assert all(0 < r["weight_density"] < 1 for r in rows if r["method"] == "sparse_phase")
