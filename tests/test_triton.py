@@ -302,12 +302,17 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
         amgp_kernels.block_linear(torch.randn(2, 16), torch.randn(8, 16), None, None, None, 8, backend="triton")
 
 
-def test_without_triton_the_backend_is_reported_unavailable():
-    """Import never fails because triton is missing: the backend is just not available."""
+@pytest.mark.parametrize("fake_triton, why", [
+    ("None", "import of triton halted"),  # None in sys.modules makes `import triton` raise ImportError
+    ("types.SimpleNamespace(__version__='3.0.0')", "triton 3.0.0 is installed; the triton backend needs triton >= 3.6"),
+])
+def test_without_a_usable_triton_the_backend_is_reported_unavailable(fake_triton, why):
+    """Import never fails because triton is missing or too old (torch 2.4 brings 3.0): the backend is just not
+    available."""
     code = (
-        "import sys; sys.modules['triton'] = None\n"  # makes `import triton` raise ImportError
+        f"import sys, types; sys.modules['triton'] = {fake_triton}\n"
         "import torch, amgp_kernels, amgp_kernels.triton as t\n"
-        "assert not t.AVAILABLE and t.IMPORT_ERROR, t.IMPORT_ERROR\n"
+        f"assert not t.AVAILABLE and {why!r} in t.IMPORT_ERROR, t.IMPORT_ERROR\n"
         "assert 'triton' not in amgp_kernels.available_backends()\n"
         "try:\n"
         "    amgp_kernels.block_linear(torch.ones(2, 8), torch.ones(4, 8), None, None, None, 4, backend='triton')\n"
