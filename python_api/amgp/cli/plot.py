@@ -48,15 +48,18 @@ def plot_runs(reports, path):
     plt.close(figure)
 
 
-def _auc_against_flops(axis, summary, title):
-    for method, entry in summary.items():
-        x = 100 * entry["mlp_flop_fraction"]["mean"]
-        y = entry["test_auc"]["mean"]
-        axis.errorbar(x, y, yerr=entry["test_auc"]["std"] or 0, xerr=100 * (entry["mlp_flop_fraction"]["std"] or 0),
-                      marker="o", capsize=4, linestyle="none", label=method)
+def _against_flops(axis, summary, key, ylabel, title):
+    """One point per method (its colour: C0, C1, ... in summary order): summary[method][key] (mean ± std)
+    against its MLP training FLOPs."""
+    for i, (method, entry) in enumerate(summary.items()):
+        if key not in entry:
+            continue
+        x, y = 100 * entry["mlp_flop_fraction"]["mean"], entry[key]["mean"]
+        axis.errorbar(x, y, yerr=entry[key]["std"] or 0, xerr=100 * (entry["mlp_flop_fraction"]["std"] or 0),
+                      marker="o", capsize=4, linestyle="none", color=f"C{i}", label=method)
         axis.annotate(method, (x, y), textcoords="offset points", xytext=(6, 4))
     axis.set_xlabel("MLP training FLOPs (% of the dense model's)")
-    axis.set_ylabel("test AUC (mean ± std over seeds)")
+    axis.set_ylabel(ylabel)
     axis.set_title(title)
 
 
@@ -74,20 +77,33 @@ def _recurring(axis, summary):
 
 
 def plot_experiment(result, path):
-    """result: amgp.experiment.run_experiment's; writes a PNG to `path`: loss curves of the first seed,
-    test AUC against MLP training FLOPs (one point per method, error bars over seeds) and, with a
-    recurring stage, the newest-data AUC before and after it."""
+    """result: amgp.experiment.run_experiment's; writes a PNG to `path`: loss curves of the first seed;
+    test AUC against MLP training FLOPs, one point per method with error bars over the seeds; with a
+    dense method, the paired difference to it (the seeds draw the test data too, so this is where a
+    real gap shows); with a recurring stage, the newest-data AUC before and after it."""
     plt = _pyplot()
-    panels = 3 if "recurring" in result else 2
-    figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.8))
+    summary, seeds = result["summary"], len(result["seeds"])
+    panels = [lambda axis: _against_flops(axis, summary, "test_auc", "test AUC (mean ± std over seeds)",
+                                          f"offline training, {seeds} seed(s)")]
+    if "dense" in summary and len(summary) > 1:
+        def paired(axis):
+            axis.axhline(0, color=f"C{list(summary).index('dense')}", linestyle="--", label="dense")
+            _against_flops(axis, summary, "test_auc_vs_dense", "test AUC − dense, same seed (mean ± std)",
+                           "paired difference to dense")
+        panels.append(paired)
+    if "recurring" in result:
+        panels.append(lambda axis: _recurring(axis, result["recurring"]["summary"]))
+    rows, columns = (2, 2) if len(panels) == 3 else (1, len(panels) + 1)
+    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 4.6 * rows), squeeze=False)
+    axes = axes.flatten()
     first = {method: runs[0] for method, runs in result["runs"].items()}
     _loss_curves(axes[0], first)
     _shade_sparse_phases((axes[0],), first)
+    axes[0].set_yscale("log")  # the first steps' loss would flatten everything after them
     axes[0].set_title(f"training loss, seed {result['seeds'][0]}")
     axes[0].legend()
-    _auc_against_flops(axes[1], result["summary"], f"offline training, {len(result['seeds'])} seed(s)")
-    if "recurring" in result:
-        _recurring(axes[2], result["recurring"]["summary"])
+    for axis, draw in zip(axes[1:], panels):
+        draw(axis)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
