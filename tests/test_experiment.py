@@ -169,3 +169,19 @@ def test_warm_start_from_a_saved_model_keeps_its_architecture_and_masks(tmp_path
     next_day = SyntheticCTR(seed=0, batch_size=64, num_batches=4, num_test_batches=2, table_sizes=[6, 40, 300],
                             day=1, drift=0.5)
     assert report["before_test_auc"] == pytest.approx(evaluate(model, next_day.test_batches(), "cpu")["auc"])
+
+
+def test_criteo_experiment_with_recurring_stage_runs_end_to_end(tmp_path):
+    lines = ["\t".join([str(int(i % 3 == 0))] + [str(i % 17 - 2)] * 13 + [format(i % 29, "x")] * 26)
+             for i in range(240)]
+    path = tmp_path / "days.txt"
+    path.write_text("\n".join(lines) + "\n")
+    report_path = tmp_path / "report.json"
+    args = TINY[:2] + TINY[4:] + ["--data-generation", "dataset", "--raw-data-file", str(path), "--max-ind-range",
+                                  "40", "--mini-batch-size", "16", "--compare", "amgp,static", "--recurring",
+                                  "--recurring-steps", "20", "--report-json", str(report_path)]
+    assert main(args) == 0
+    result = json.loads(report_path.read_text())["experiment"]
+    # 240 lines: the latest 60 are the next day (54 train, 6 test); offline: the first 180 (162 train, 18 test)
+    assert result["runs"]["amgp"][0]["samples"] == 162  # --num-batches 12 > 11 batches: one pass
+    assert [r["samples"] for r in result["recurring"]["runs"]["static"]] == [54]  # 20 steps > 4 batches: one pass
