@@ -77,9 +77,8 @@ class TrainConfig:
         keys = ("arch_sparse_feature_size", "arch_embedding_size", "arch_mlp_bot", "arch_mlp_top",
                 "arch_interaction_op", "arch_interaction_itself", "data_generation", "mini_batch_size",
                 "num_batches", "nepochs", "optimizer", "seed", "amgp", "static_prune", "data_randomize",
-                "amgp_density", "amgp_warmup",
-                "amgp_final_dense", "amgp_dense_steps", "amgp_cycles", "amgp_criterion", "amgp_growth",
-                "amgp_layers", "block_size")
+                "amgp_density", "amgp_warmup", "amgp_final_dense", "amgp_dense_steps", "amgp_cycles",
+                "amgp_criterion", "amgp_growth", "amgp_layers", "block_size")
         return {key: getattr(self, key) for key in keys}
 
     @property
