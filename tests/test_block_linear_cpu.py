@@ -232,3 +232,14 @@ def test_forward_hands_its_packed_weight_to_the_backward():
     _, none = torch.ops.amgp._block_linear_forward(x[:, :0].new_zeros(6, 40), w, None, None, None, 8, "none",
                                                   False, False)
     assert none.numel() == 0  # every block active: the backward uses the weight itself
+
+
+def test_autograd_runs_in_cpp():
+    """The compiled op's backward is a C++ autograd node (no Python runs in a training step's backward);
+    without grad mode no graph is recorded."""
+    x = torch.randn(3, 16, requires_grad=True)
+    w = torch.randn(8, 16, requires_grad=True)
+    y = amgp_kernels.block_linear(x, w, None, None, torch.tensor([1], dtype=torch.int32), 4, backend="cpu")
+    assert "BlockLinearFunction" in y.grad_fn.name()
+    with torch.no_grad():
+        assert amgp_kernels.block_linear(x, w, None, None, None, 4, backend="cpu").grad_fn is None
