@@ -43,6 +43,11 @@ def random_blocks(n_blocks, kind, generator=None, device="cpu"):
     return chosen.sort().values.to(torch.int32).to(device)
 
 
+def pack(t, blocks, block_size):
+    """The packed layout of a full-size activation t (..., features): its active channels only, in order."""
+    return t[..., reference.channel_mask(blocks, t.shape[-1], block_size, t.device)].contiguous()
+
+
 @contextlib.contextmanager
 def poisoned_outputs():
     """Every backend (compiled and Triton) fills each new output and workspace with NaN before writing
@@ -81,13 +86,13 @@ def assert_close_to_reference(actual, expected, dtype, what="output", *, interpr
             f"error {error.flatten()[worst].item():.3g} > bound {bound.flatten()[worst].item():.3g}")
 
 
-def _reference_pass(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, y_actual=None):
+def _reference_pass(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, y_actual, packed):
     """The reference before its activation, in float64, and (with grad_y) the gradients of x, weight
-    and bias by autograd, and grad_y through the activation's gate."""
+    and bias by autograd, and grad_y through the activation's gate. packed: (packed_in, packed_out)."""
     x64 = x.detach().double().requires_grad_()
     w64 = weight.detach().double().requires_grad_()
     b64 = bias.detach().double().requires_grad_() if bias is not None else None
-    pre = reference.block_linear(x64, w64, b64, in_blocks, out_blocks, block_size, "none")
+    pre = reference.block_linear(x64, w64, b64, in_blocks, out_blocks, block_size, "none", *packed)
     if grad_y is None:
         return pre.detach(), None, None, None, None
     grad = grad_y.double()
@@ -97,24 +102,27 @@ def _reference_pass(x, weight, bias, in_blocks, out_blocks, block_size, activati
     return pre.detach(), x64.grad, w64.grad, (b64.grad if b64 is not None else None), grad
 
 
-def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, y_actual=None):
+def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, y_actual=None,
+                         packed_in=False, packed_out=False):
     """Reference output and gradients, computed in float64 from the given (possibly low-precision) inputs;
     each carries `error_terms`, what error_bound (and so assert_close_to_reference) needs.
     grad_y None: the output only (the gradients are None).
 
     With `y_actual` (the kernel's output) the ReLU gate of the backward is taken from it: in low precision an
     output within rounding of zero may fall on either side, and the gate must match the output the kernel saved.
+    packed_in / packed_out: the layouts of x (and its gradient) and of y / grad_y, as in block_linear.
     """
+    packed = (packed_in, packed_out)
     pre, grad_x, grad_w, grad_b, grad = _reference_pass(x, weight, bias, in_blocks, out_blocks, block_size,
-                                                        activation, grad_y, y_actual)
+                                                        activation, grad_y, y_actual, packed)
     y = torch.relu(pre) if activation == "relu" else pre
-    gemm = _reference_pass(x, weight, None, in_blocks, out_blocks, block_size, "none", None)[0]
+    gemm = _reference_pass(x, weight, None, in_blocks, out_blocks, block_size, "none", None, None, packed)[0]
     # The same sums over absolute values: the magnitude of the terms behind every element.
     absolute = lambda t: None if t is None else t.detach().abs()  # noqa: E731
     magnitudes = _reference_pass(absolute(x), absolute(weight), absolute(bias), in_blocks, out_blocks, block_size,
-                                 "none", absolute(grad))
+                                 "none", absolute(grad), None, packed)
     out_f, in_f = weight.shape
-    rows = x.numel() // max(in_f, 1)
+    rows = x.shape[:-1].numel()
     outputs = ((y, gemm, in_f + 1), (grad_x, grad_x, out_f), (grad_w, grad_w, rows), (grad_b, grad_b, rows))
     for (value, gemm_part, terms), magnitude in zip(outputs, magnitudes):
         if value is not None:  # what error_bound needs
@@ -122,10 +130,12 @@ def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, act
     return y, grad_x, grad_w, grad_b
 
 
-def contract_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y):
+def contract_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, packed_in=False,
+                        packed_out=False):
     """The op contract of DESIGN.md written out in float64 dense math, with explicit channel masks and the
     gradient formulas by hand (dx = (dy' m_out) W m_in, dW = (m_out m_in^T)(dy'^T x), db = m_out sum dy'):
-    an oracle independent of amgp_kernels.reference, to test that with. Finite inputs only."""
+    an oracle independent of amgp_kernels.reference, to test that with. Finite inputs only. Packed
+    activations hold the active channels only (x and grad x with packed_in, y and grad_y with packed_out)."""
     out_f, in_f = weight.shape
 
     def channels(blocks, features):
@@ -134,18 +144,28 @@ def contract_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, acti
             mask[block * block_size:(block + 1) * block_size] = 1
         return mask.to(x.device)
 
+    def full(t, mask):  # a packed activation in the full layout
+        columns = t.new_zeros(t.shape[0], mask.numel())
+        columns[:, mask.bool()] = t
+        return columns
+
     m_in, m_out = channels(in_blocks, in_f), channels(out_blocks, out_f)
-    x2 = x.detach().double().reshape(-1, in_f)
+    rows = x.shape[:-1].numel()
+    x2 = x.detach().double().reshape(rows, x.shape[-1])
+    x2 = full(x2, m_in) if packed_in else x2
     w = weight.detach().double()
     pre = (x2 * m_in) @ (w * m_out[:, None] * m_in[None, :]).T
     if bias is not None:
         pre = pre + bias.detach().double()
     pre = pre * m_out
     y = pre.clamp_min(0) if activation == "relu" else pre
-    dy = grad_y.detach().double().reshape(-1, out_f) * m_out
+    dy = grad_y.detach().double().reshape(rows, grad_y.shape[-1])
+    dy = (full(dy, m_out) if packed_out else dy) * m_out
     if activation == "relu":
         dy = dy * (pre > 0)
     grad_x = (dy @ w) * m_in
     grad_w = (m_out[:, None] * m_in[None, :]) * (dy.T @ x2)
     grad_b = m_out * dy.sum(0) if bias is not None else None
-    return y.reshape(*x.shape[:-1], out_f), grad_x.reshape(x.shape), grad_w, grad_b
+    y = y[:, m_out.bool()] if packed_out else y
+    grad_x = grad_x[:, m_in.bool()] if packed_in else grad_x
+    return y.reshape(*x.shape[:-1], y.shape[-1]), grad_x.reshape(x.shape), grad_w, grad_b
