@@ -385,5 +385,5 @@ def test_training_command_line_prints_the_table_and_writes_json(monkeypatch, tmp
     assert {(r["model"], r["batch"]) for r in rows} == {(m, b) for m in ("mlp:tiny", "dlrm:tiny") for b in (8, 16)}
     for row in rows:
         assert row["error"] is None and row["median_ms"] > 0
-    assert {r["method"] for r in rows} == {"nn_linear", "dense_phase", "sparse_phase"}
+    assert {r["method"] for r in rows} == {"nn_linear", "dense_phase", "sparse_phase", "compacted", "contract_floor"}
     assert all(0 < r["weight_density"] < 1 for r in rows if r["method"] == "sparse_phase")
