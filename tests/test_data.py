@@ -42,7 +42,7 @@ def test_next_day_teacher_drifts_by_the_documented_amount():
         # every parameter p becomes sqrt(1 - d^2) p + d q with q drawn like p: correlation sqrt(1 - d^2)
         p, q = today.teacher.effects, tomorrow.teacher.effects
         assert torch.corrcoef(torch.stack([p, q]))[0, 1] == pytest.approx((1 - drift ** 2) ** 0.5, abs=0.03)
-        assert p.std() == pytest.approx(q.std(), rel=0.05)
+        assert float(p.std()) == pytest.approx(float(q.std()), rel=0.05)
         assert 0.22 < float(tomorrow.teacher_probability(probe).mean()) < 0.28  # recalibrated positive rate
     assert not torch.equal(small(day=1, drift=0.3).train_batch(0).dense, today.train_batch(0).dense)
     unchanged = small(day=1, drift=0.0)
