@@ -18,6 +18,7 @@ from .metrics import ctr_metrics
 from .schedule import GrowPruneSchedule, describe_phase
 
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
+ENGINES = ("amgp", "torchrec")  # amgp.DLRM under DDP, or TorchRec's DLRM under DMP (amgp.torchrec.engine)
 
 
 @dataclasses.dataclass
@@ -48,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     use_gpu: bool = False
     backend: Optional[str] = None
+    engine: str = "amgp"
     # AMGP
     amgp: bool = True
     amgp_density: float = 0.5
@@ -107,7 +109,9 @@ def build_model(config, data, device, sparse=True):
 
 
 def build_optimizer(config, model):
-    params, lr, wd = model.parameters(), config.learning_rate, config.weight_decay
+    """The optimizer for `model`'s parameters (or for `model`, an iterable of parameters)."""
+    params = model.parameters() if isinstance(model, torch.nn.Module) else model
+    lr, wd = config.learning_rate, config.weight_decay
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
     if config.optimizer == "adagrad":
@@ -152,15 +156,15 @@ class Trainer:
         self.main = distributed.is_main()
         torch.manual_seed(config.seed)
         self.data = build_data(config)
-        self.model = build_model(config, self.data, self.device)
-        self.optimizer = build_optimizer(config, self.model)
+        self.model = self.build_model()
+        self.optimizer = self.build_optimizer()
         self.steps_per_epoch = min(config.num_batches, self.data.num_batches) if config.num_batches > 0 \
             else self.data.num_batches
         self.total_steps = self.steps_per_epoch * config.nepochs
-        self.schedule = build_schedule(config, self.model, self.optimizer, self.total_steps)
+        self.schedule = build_schedule(config, self.replicated_module(), self.optimizer, self.total_steps)
         # Rank 0 decides every mask change and broadcasts it, so masks and weights never diverge.
         self.schedule.decide_masks = distributed.decided_on_rank(self.schedule.decide_masks)
-        self.logits = distributed.data_parallel(self.model, "logits")
+        self.logits = self.parallel_logits()
         self.test_batches = self.data.test_batches()
         self.step = 0
         self.history = {"loss": [], "auc": []}  # (step, value) pairs
@@ -169,6 +173,22 @@ class Trainer:
         self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
         if config.load_model:
             self.load(config.load_model)
+
+    # ----- what the engine builds (amgp.torchrec.engine.TorchRecTrainer overrides these) ---------
+    def build_model(self):
+        return build_model(self.config, self.data, self.device)
+
+    def build_optimizer(self):
+        return build_optimizer(self.config, self.model)
+
+    def parallel_logits(self):
+        """(dense, sparse) -> logits, training across ranks (gradients averaged)."""
+        return distributed.data_parallel(self.model, "logits")
+
+    def replicated_module(self):
+        """The part of the model every rank holds whole: the schedule prunes its MLPs and the report
+        compares its state across ranks."""
+        return self.model
 
     # ----- checkpoints -------------------------------------------------------------------------
     def state(self):
@@ -277,6 +297,7 @@ class Trainer:
         wall = sum(summary["phase_times_s"].values())
         return {
             "mode": "amgp" if self.config.amgp else "dense",
+            "engine": self.config.engine,
             "steps": self.step,
             "total_steps": self.total_steps,
             "test_auc": metrics["auc"],
@@ -291,7 +312,7 @@ class Trainer:
             "device": str(self.device),
             "world_size": distributed.world_size(),
             # Bit-for-bit comparison of every parameter and mask with rank 0's (empty: in sync).
-            "ranks_differing_state": distributed.differing_state(self.model),
+            "ranks_differing_state": distributed.differing_state(self.replicated_module()),
             "history": self.history,
         }
 
@@ -304,4 +325,9 @@ class Trainer:
 
 def train(config):
     """Train per `config` and return the report dict (see Trainer.report)."""
+    if config.engine == "torchrec":
+        from .torchrec.engine import TorchRecTrainer  # needs torchrec: imported only when asked for
+        return TorchRecTrainer(config).run()
+    if config.engine != "amgp":
+        raise ValueError(f"engine must be one of {ENGINES}, got {config.engine!r}")
     return Trainer(config).run()
