@@ -8,6 +8,10 @@ dense optimizer beside the fused one (a CombinedOptimizer, which the schedule ge
 optimizer state is zeroed). Batches are amgp's (dense features, one id per table), each rank's shard
 turned into a KeyedJaggedTensor.
 """
+import contextlib
+import logging
+import warnings
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -100,22 +104,42 @@ def shard_tables(model, device, optimizer_class, optimizer_kwargs):
                    for config in tables.embedding_bag_configs()}
     planner = EmbeddingShardingPlanner(topology=Topology(world_size=dist.get_world_size(), compute_device=device.type),
                                        constraints=constraints)
-    plan = planner.collective_plan(model, sharders, dist.GroupMember.WORLD)
-    dmp = DistributedModelParallel(model, device=device, plan=plan, sharders=sharders)
-    _copy_into_shards(dmp.state_dict(), initial)
+    with _quiet():
+        plan = planner.collective_plan(model, sharders, dist.GroupMember.WORLD)
+        dmp = DistributedModelParallel(model, device=device, plan=plan, sharders=sharders)
+    _copy_into_shards(dmp.module.sparse_arch.embedding_bag_collection.state_dict(), initial)
     return dmp
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Planning and wrapping log a screenful of advice meant for TorchRec's developers (and warn about
+    their own deprecations); keep the command's output readable. Errors still show."""
+    loggers = [logging.getLogger(), logging.getLogger("torchrec")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @torch.no_grad()
 def _copy_into_shards(sharded_state, full_tables):
-    for key, value in sharded_state.items():
-        name = next((n for n in full_tables if key.endswith(n)), None)
-        if name is None or not hasattr(value, "local_shards"):
-            continue
-        for shard in value.local_shards():
-            rows, cols = shard.metadata.shard_offsets
-            height, width = shard.metadata.shard_sizes
-            shard.tensor.copy_(full_tables[name][rows:rows + height, cols:cols + width])
+    """Write each table's values (full_tables: name -> tensor) into this rank's shards of it."""
+    missing = sorted(set(full_tables) - set(sharded_state))
+    if missing:
+        raise RuntimeError(f"the sharded model has no {missing}: cannot give its tables their initial values")
+    for name, value in sharded_state.items():
+        if name in full_tables:
+            for shard in value.local_shards():
+                rows, cols = shard.metadata.shard_offsets
+                height, width = shard.metadata.shard_sizes
+                shard.tensor.copy_(full_tables[name][rows:rows + height, cols:cols + width])
 
 
 class TorchRecTrainer(Trainer):
