@@ -6,10 +6,10 @@ from ._extension import LOAD_ERROR, _C
 from .api import block_linear
 from .backends import BACKENDS, BackendUnavailableError, available_backends, get_backend, set_backend
 
-if _C is not None:
-    from .autograd import register as _register
+if _C is not None:  # autograd of the compiled ops is registered in C++ (csrc/autograd.cpp)
+    from .autograd import register_fakes as _register_fakes
 
-    _register("amgp::block_linear", "amgp::block_linear_backward")
+    _register_fakes("amgp::block_linear", "amgp::block_linear_backward")
 
 __all__ = [
     "BACKENDS",

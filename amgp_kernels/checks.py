@@ -33,7 +33,38 @@ def check_block_index_metadata(blocks, name, device):
         raise ValueError(f"{name} must be on x's device {device}, got {blocks.device}")
 
 
-def check_arguments(x, weight, bias, in_blocks, out_blocks, block_size, activation):
+def _possible_packed_widths(blocks, features, block_size):
+    """The widths a packed activation can have, from metadata: one, or two when the last block is short
+    and might be active (which of the two needs the index values)."""
+    if blocks is None:
+        return (features,)
+    full = blocks.shape[0] * block_size
+    short = features % block_size
+    return (full,) if short == 0 or blocks.shape[0] == 0 else (full, full - block_size + short)
+
+
+def active_channels(blocks, features, block_size):
+    """Number of active channels of a side (reads the last index: a host sync for CUDA indices)."""
+    if blocks is None:
+        return features
+    widths = _possible_packed_widths(blocks, features, block_size)
+    if len(widths) == 1:
+        return widths[0]
+    last_is_short = int(blocks[-1]) == num_blocks(features, block_size) - 1
+    return widths[1] if last_is_short else widths[0]
+
+
+def check_packed_widths(x, weight, in_blocks, block_size, packed_in):
+    """x's width against the exact active channel count (reads index values)."""
+    if packed_in:
+        expected = active_channels(in_blocks, weight.shape[1], block_size)
+        if x.shape[-1] != expected:
+            raise ValueError(f"x is packed (packed_in=True), so x.shape[-1] ({x.shape[-1]}) must equal the number "
+                             f"of active input channels ({expected})")
+
+
+def check_arguments(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in=False,
+                    packed_out=False):
     _require_tensor(x, "x")
     _require_tensor(weight, "weight")
     if isinstance(block_size, bool) or not isinstance(block_size, int):
@@ -46,7 +77,10 @@ def check_arguments(x, weight, bias, in_blocks, out_blocks, block_size, activati
         raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
     if x.dim() < 1:
         raise ValueError("x must have at least 1 dimension (..., in_features)")
-    if x.shape[-1] != weight.shape[1]:
+    for value, name in ((packed_in, "packed_in"), (packed_out, "packed_out")):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    if not packed_in and x.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"x.shape[-1] ({x.shape[-1]}) must equal weight.shape[1] (in_features={weight.shape[1]})"
         )
@@ -66,6 +100,10 @@ def check_arguments(x, weight, bias, in_blocks, out_blocks, block_size, activati
             raise ValueError(f"bias is on {bias.device} but x is on {x.device}")
     check_block_index_metadata(in_blocks, "in_blocks", x.device)
     check_block_index_metadata(out_blocks, "out_blocks", x.device)
+    if packed_in and x.shape[-1] not in _possible_packed_widths(in_blocks, weight.shape[1], block_size):
+        widths = " or ".join(map(str, _possible_packed_widths(in_blocks, weight.shape[1], block_size)))
+        raise ValueError(f"x is packed (packed_in=True), so x.shape[-1] ({x.shape[-1]}) must equal the number of "
+                         f"active input channels ({widths} for these in_blocks)")
 
 
 def check_block_indices(blocks, features, block_size, name):

@@ -27,6 +27,11 @@ def random_blocks(n_blocks, kind, generator=None, device="cpu"):
     return chosen.sort().values.to(torch.int32).to(device)
 
 
+def pack(t, blocks, block_size):
+    """The packed layout of a full-size activation t (..., features): its active channels only, in order."""
+    return t[..., reference.channel_mask(blocks, t.shape[-1], block_size, t.device)].contiguous()
+
+
 @contextlib.contextmanager
 def poisoned_outputs():
     """Every backend (compiled and Triton) fills each new output and workspace with NaN before writing
@@ -48,16 +53,18 @@ def assert_close_to_reference(actual, expected, dtype, what="output"):
                                msg=lambda m: f"{what} ({dtype}): {m}")
 
 
-def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, y_actual=None):
+def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, y_actual=None,
+                         packed_in=False, packed_out=False):
     """Reference output and gradients, computed in float64 from the given (possibly low-precision) inputs.
 
     With `y_actual` (the kernel's output) the ReLU gate of the backward is taken from it: in low precision an
     output within rounding of zero may fall on either side, and the gate must match the output the kernel saved.
+    packed_in / packed_out: the layouts of x (and its gradient) and of y / grad_y, as in block_linear.
     """
     x64 = x.detach().double().requires_grad_()
     w64 = weight.detach().double().requires_grad_()
     b64 = bias.detach().double().requires_grad_() if bias is not None else None
-    pre = reference.block_linear(x64, w64, b64, in_blocks, out_blocks, block_size, "none")
+    pre = reference.block_linear(x64, w64, b64, in_blocks, out_blocks, block_size, "none", packed_in, packed_out)
     if activation == "relu":
         gate = (y_actual.detach() > 0) if y_actual is not None else (pre.detach() > 0)
         pre.backward(grad_y.double() * gate)

@@ -17,15 +17,18 @@
 
 TORCH_LIBRARY(amgp, m) {
   // y = act(((x * m_in) @ weight.T + bias) * m_out), see DESIGN.md "The op contract".
+  // packed_in / packed_out: x / y hold only the active channels, in block order ("Packed activations").
   m.def(
       "block_linear(Tensor x, Tensor weight, Tensor? bias, Tensor? in_blocks, "
-      "Tensor? out_blocks, int block_size, str activation) -> Tensor");
-  // Gradients of block_linear. `y` is the forward output (needed for relu).
+      "Tensor? out_blocks, int block_size, str activation, bool packed_in=False, "
+      "bool packed_out=False) -> Tensor");
+  // Gradients of block_linear. `y` is the forward output (needed for relu); grad_y and y are in the
+  // output's layout, grad_x comes back in x's layout, grad_weight and grad_bias are full-size.
   // Gradients not asked for by output_mask come back as empty tensors.
   m.def(
       "block_linear_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor? y, "
       "Tensor? in_blocks, Tensor? out_blocks, int block_size, str activation, "
-      "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+      "bool packed_in, bool packed_out, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 }
 
 #ifdef AMGP_WITH_CUDA

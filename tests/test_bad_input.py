@@ -42,6 +42,11 @@ CASES = {
     "block_size negative": (dict(block_size=-8), ValueError, "block_size must be > 0"),
     "block_size not int": (dict(block_size=8.0), TypeError, "block_size must be an int"),
     "activation unknown": (dict(activation="gelu"), ValueError, "activation must be one of"),
+    "packed_in not bool": (dict(packed_in="yes"), TypeError, "packed_in must be a bool"),
+    "packed_out not bool": (dict(packed_out=1), TypeError, "packed_out must be a bool"),
+    # in_blocks [0, 2] of 5 blocks of 8: a packed x has 16 channels
+    "packed x too wide": (dict(packed_in=True), ValueError, r"x is packed .*x.shape\[-1\] \(40\).*\(16 "),
+    "packed x too narrow": (dict(x=torch.randn(4, 8), packed_in=True), ValueError, r"x.shape\[-1\] \(8\)"),
 }
 
 
@@ -56,6 +61,24 @@ def test_validation_catches_bad_indices_on_every_backend_that_runs_here():
     for backend in amgp_kernels.available_backends():
         with pytest.raises(ValueError, match="in_blocks must be sorted"):
             call(in_blocks=torch.tensor([2, 0], dtype=I32), backend=backend)
+
+
+def test_packed_width_with_a_short_last_block_is_checked_exactly():
+    """With a short last block (44 channels = 6 blocks of 8, the last 4 wide) the packed width depends on
+    whether that block is active: metadata leaves two widths open, the index values decide."""
+    weight = torch.randn(24, 44)
+    with_short = torch.tensor([0, 5], dtype=I32)  # 8 + 4 channels
+    without = torch.tensor([0, 4], dtype=I32)  # 8 + 8 channels
+    for backend in amgp_kernels.available_backends():
+        assert amgp_kernels.block_linear(torch.randn(3, 12), weight, None, with_short, None, 8, packed_in=True,
+                                         backend=backend).shape == (3, 24)
+        with pytest.raises(ValueError, match=r"x.shape\[-1\] \(16\) must equal the number of active input "
+                                             r"channels \(12\)"):
+            amgp_kernels.block_linear(torch.randn(3, 16), weight, None, with_short, None, 8, packed_in=True,
+                                      backend=backend)
+        with pytest.raises(ValueError, match=r"\(16\)"):
+            amgp_kernels.block_linear(torch.randn(3, 12), weight, None, without, None, 8, packed_in=True,
+                                      backend=backend)
 
 
 def test_compiled_op_checks_indices_itself():

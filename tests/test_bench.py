@@ -181,10 +181,18 @@ def test_methods_agree_with_reference(case, pass_):
     y = amgp_kernels.reference.block_linear(x, w, b, problem.in_blocks, problem.out_blocks, 32, "relu")
     expected = torch.autograd.grad(y, (x, w, b), g) if pass_ == "fwd_bwd" else (y,)
     out_ch, in_ch = problem.out_channels, problem.in_channels
-    methods = ["gather_mm_scatter", "compacted", "reference", *default_backends("cpu")]
+    backends = ["reference", *default_backends("cpu")]
+    methods = ["gather_mm_scatter", "compacted", *backends, *(name + "_packed" for name in backends)]
     for method in methods:
         result = build_step(method, problem, pass_, inputs, activation="relu")(1)
         result = result if isinstance(result, tuple) else (result,)
+        if method.endswith("_packed"):  # y (and x, when its side is pruned) hold only the active channels
+            expected_p = (expected[0][:, out_ch],) if pass_ == "fwd" else (
+                expected[0] if in_ch is None else expected[0][:, in_ch], *expected[1:])
+            assert len(result) == len(expected_p)
+            for got, want in zip(result, expected_p):
+                torch.testing.assert_close(got, want, msg=lambda m: f"{method}: {m}")
+            continue
         if method == "compacted":  # only the active sub-matrices exist there
             full_in = in_ch if in_ch is not None else torch.arange(shape.in_features)
             if pass_ == "fwd":
@@ -233,8 +241,9 @@ def test_tiny_run_writes_json_table_and_png(tmp_path, capsys):
         assert key in document["meta"], key
     assert document["meta"]["command"].startswith("amgp-bench --device cpu --shapes 16x64x96")
     rows = document["kernel"]
-    # 2 passes x 2 cases x 4 densities x (3 baselines + 1 backend)
-    assert len(rows) == 2 * 2 * 4 * 4
+    # 2 passes x 2 cases x 4 densities x (3 baselines + 1 backend with full-size and packed activations)
+    assert len(rows) == 2 * 2 * 4 * 5
+    assert {r["method"] for r in rows} == {"dense", "gather_mm_scatter", "compacted", "reference", "reference_packed"}
     for row in rows:
         for key in ("shape", "case", "pass", "density", "weight_density", "method", "median_ms", "q1_ms", "q3_ms",
                     "speedup_vs_dense", "fraction_of_limit", "ideal_speedup", "error"):
@@ -283,13 +292,38 @@ def test_training_benchmark_rows(monkeypatch):
     monkeypatch.setitem(cases.DLRM_CONFIGS, "tiny", small)
     rows = run_training_benchmarks(["mlp"], "tiny", batch=8, densities=[1.0, 0.5], block_size=16, warmup=0,
                                    repeats=1, copies=1, progress=False)
-    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase"]
-    sparse = rows[2]
+    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase", "compacted"]
+    sparse, limit = rows[2], rows[3]
     assert sparse["density"] == 0.5 and 0 < sparse["weight_density"] < 1
+    assert limit["density"] == 0.5 and limit["weight_density"] == sparse["weight_density"]
     assert rows[1]["weight_density"] == 1.0
     assert rows[0]["speedup_vs_nn_linear"] == pytest.approx(1.0)
     assert sparse["speedup_vs_dense_phase"] == pytest.approx(rows[1]["median_ms"] / sparse["median_ms"])
-    assert "speedup vs dense phase" in report.training_table(rows)
+    assert sparse["fraction_of_limit"] == pytest.approx(limit["median_ms"] / sparse["median_ms"])
+    assert rows[1]["fraction_of_limit"] == pytest.approx(rows[0]["median_ms"] / rows[1]["median_ms"])
+    table = report.training_table(rows)
+    assert "speedup vs dense phase" in table and "fraction of limit" in table
+
+
+def test_compacted_model_is_the_pruned_model_with_smaller_layers():
+    """The training benchmark's limit computes what the pruned model computes, with only its active weights."""
+    from amgp import SparseMLP, prune_blocks
+    from amgp.bench.compacted import compacted_model
+    from amgp.bench.training import MLPStack
+
+    torch.manual_seed(0)
+    model = MLPStack(SparseMLP([13, 64, 48, 32], block_size=16, last_activation="relu"),
+                     SparseMLP([32 + 8, 64, 32, 1], block_size=16))
+    prune_blocks(model, 0.5)
+    limit = compacted_model(model)
+    dense, interaction = torch.randn(6, 13), torch.randn(6, 8)
+    torch.testing.assert_close(limit(dense, interaction), model(dense, interaction))
+    linears = [m for m in limit.modules() if isinstance(m, torch.nn.Linear)]
+    layers = [*model.bottom.layers, *model.top.layers]
+    assert [tuple(m.weight.shape) for m in linears] == [
+        (int(layer.out_channel_mask.sum()), int(layer.in_channel_mask.sum())) for layer in layers]
+    assert linears[1].weight.shape[1] == 32 < 64  # a hidden side really shrank
+    assert isinstance(model.bottom, SparseMLP)  # the pruned model itself is left alone
 
 
 def test_weight_density_of_a_pruned_stack():
@@ -320,5 +354,5 @@ def test_training_dlrm_rows(monkeypatch):
     monkeypatch.setitem(cases.DLRM_CONFIGS, "tiny", {"bottom": [13, 64, 16], "top": [27 * 26 // 2 + 16, 64, 1]})
     rows = run_training_benchmarks(["dlrm"], "tiny", batch=8, densities=[0.5], block_size=16, warmup=0, repeats=1,
                                    copies=1, progress=False)
-    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase"]
+    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase", "compacted"]
     assert rows[0]["model"] == "dlrm:tiny" and 0 < rows[2]["weight_density"] < 1

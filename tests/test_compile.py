@@ -91,6 +91,7 @@ def test_sparse_mlp_prune_grow_cycles_compile_twice():
     torch.manual_seed(1)
     eager = SparseMLP([16, 32, 32, 4], block_size=8)
     model = SparseMLP([16, 32, 32, 4], block_size=8)
+    assert model.layers[0].packed_out and model.layers[1].packed_in  # hidden activations are packed
     model.load_state_dict(eager.state_dict())
     opt_eager = torch.optim.Adam(eager.parameters(), lr=1e-2)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)

@@ -7,6 +7,7 @@ import amgp_kernels
 from amgp_kernels.reference import num_blocks
 from amgp_kernels.testing import (
     assert_close_to_reference,
+    pack,
     poisoned_outputs,
     random_blocks,
     reference_with_grads,
@@ -42,20 +43,26 @@ def make_inputs(batch_shape, in_f, out_f, bs, dtype, in_kind, out_kind, with_bia
 
 
 def check_case(batch_shape, in_f, out_f, bs, dtype, in_kind, out_kind, activation="relu", with_bias=True,
-               x_layout="contiguous", seed=0):
+               x_layout="contiguous", seed=0, packed_in=False, packed_out=False):
     x, weight, bias, in_blocks, out_blocks, grad_y = make_inputs(
         batch_shape, in_f, out_f, bs, dtype, in_kind, out_kind, with_bias, seed, x_layout)
+    if packed_in:
+        x = pack(x, in_blocks, bs)
+    if packed_out:
+        grad_y = pack(grad_y, out_blocks, bs)
     x.requires_grad_()
     weight.requires_grad_()
     if bias is not None:
         bias.requires_grad_()
     with poisoned_outputs():
-        y = amgp_kernels.block_linear(x, weight, bias, in_blocks, out_blocks, bs, activation, backend="cuda")
+        y = amgp_kernels.block_linear(x, weight, bias, in_blocks, out_blocks, bs, activation, packed_in, packed_out,
+                                      backend="cuda")
         y.backward(grad_y)
     torch.cuda.synchronize()
     y_ref, gx_ref, gw_ref, gb_ref = reference_with_grads(x, weight, bias, in_blocks, out_blocks, bs, activation,
-                                                          grad_y, y_actual=y)
-    assert y.shape == (*batch_shape, out_f) and y.dtype == dtype and y.device == x.device
+                                                          grad_y, y_actual=y, packed_in=packed_in,
+                                                          packed_out=packed_out)
+    assert y.shape == grad_y.shape and y.dtype == dtype and y.device == x.device
     checks = [(y, y_ref, "y"), (x.grad, gx_ref, "grad x"), (weight.grad, gw_ref, "grad weight")]
     if bias is not None:
         checks.append((bias.grad, gb_ref, "grad bias"))
@@ -73,6 +80,28 @@ def check_case(batch_shape, in_f, out_f, bs, dtype, in_kind, out_kind, activatio
 def test_matches_reference(dtype, bs, in_kind, out_kind):
     # Features are not multiples of the block size: every dimension ends in a short block.
     check_case((37,), 3 * bs + 5, 2 * bs + 3, bs, dtype, in_kind, out_kind, seed=bs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("bs", [16, 24, 32])
+@pytest.mark.parametrize("in_kind,out_kind", [("all", 0.5), (0.5, 0.5), ("none", 0.5), (0.5, "none"), (0.5, "all")],
+                         ids=str)
+@pytest.mark.parametrize("packed_in,packed_out", [(True, False), (False, True), (True, True)])
+def test_packed_activations(dtype, bs, in_kind, out_kind, packed_in, packed_out):
+    """x and/or y holding only the active channels (short last blocks at their real width, odd block sizes)."""
+    for activation, with_bias in (("relu", True), ("none", False)):
+        check_case((37,), 3 * bs + 5, 2 * bs + 3, bs, dtype, in_kind, out_kind, activation, with_bias, seed=bs,
+                   packed_in=packed_in, packed_out=packed_out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("density", [1.0, 0.5], ids=str)
+def test_packed_multi_tile_and_split_k(monkeypatch, dtype, density):
+    """Packed hidden layer over several tiles, dense included through the block kernels, and a split-K dW."""
+    monkeypatch.setenv("AMGP_CUDA_DENSE_ATEN", "0")
+    kind = "all" if density == 1.0 else density
+    check_case((300,), 700, 512, 32, dtype, kind, kind, seed=3, packed_in=True, packed_out=True)
+    check_case((4096,), 64, 96, 32, dtype, 0.5, 0.5, "none", seed=7, packed_in=True, packed_out=True)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -140,10 +169,11 @@ def test_empty_batch_and_zero_features():
 def test_gradients_not_asked_for_are_empty():
     x, w, _, in_b, out_b, gy = make_inputs((8,), 64, 48, 16, torch.float32, 0.5, 0.5)
     y = torch.ops.amgp.block_linear(x, w, None, in_b, out_b, 16, "relu")
-    gx, gw, gb = torch.ops.amgp.block_linear_backward(gy, x, w, y, in_b, out_b, 16, "relu", [False, True, False])
+    gx, gw, gb = torch.ops.amgp.block_linear_backward(gy, x, w, y, in_b, out_b, 16, "relu", False, False,
+                                                      [False, True, False])
     assert gx.numel() == 0 and gb.numel() == 0 and gw.shape == w.shape
     _, ref_gw, _, _ = torch.ops.amgp.block_linear_backward(gy.cpu(), x.cpu(), w.cpu(), y.cpu(), in_b.cpu(),
-                                                           out_b.cpu(), 16, "relu", [True, True, True])
+                                                           out_b.cpu(), 16, "relu", False, False, [True, True, True])
     assert_close_to_reference(gw, ref_gw, torch.float32, "grad weight")
 
 
@@ -182,7 +212,7 @@ def test_opcheck_backward_op():
     x, w, _, in_b, out_b, gy = make_inputs((6,), 40, 24, 8, torch.float32, 0.5, 0.5)
     y = torch.ops.amgp.block_linear(x, w, None, in_b, out_b, 8, "relu")
     torch.library.opcheck(torch.ops.amgp.block_linear_backward.default,
-                          (gy, x, w, y, in_b, out_b, 8, "relu", [True, True, False]))
+                          (gy, x, w, y, in_b, out_b, 8, "relu", False, False, [True, True, False]))
 
 
 def test_bad_input_on_cuda():

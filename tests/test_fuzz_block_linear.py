@@ -2,8 +2,9 @@
 
 Hypothesis draws the shapes (feature tails, empty and single-row batches, 1-D/2-D/3-D x), the block
 size (1 up to wider than the layer), the masks (none, all, or any subset of blocks on either side),
-the dtype (those the backend supports), the activation, the bias, and the memory layout of x, weight
-and bias (contiguous, transposed, strided, broadcast rows). Each case checks the forward output and
+the dtype (those the backend supports), the activation, the bias, the memory layout of x, weight
+and bias (contiguous, transposed, strided, broadcast rows), and whether x and y are packed (active
+channels only) or full-size. Each case checks the forward output and
 all three gradients against amgp_kernels.reference (float64) within testing.TOLERANCES, and that
 inactive outputs and gradient blocks are exact zeros. Every backend runs with poisoned outputs so
 unwritten elements show as NaN.
@@ -94,6 +95,8 @@ def cases(draw, backend):
         bias=draw(st.sampled_from(["none", "contiguous", "strided"])),
         x_layout=draw(st.sampled_from(["contiguous", "transposed", "strided", "broadcast"])),
         weight_layout=draw(st.sampled_from(["contiguous", "transposed"])),
+        packed_in=draw(st.booleans()),
+        packed_out=draw(st.booleans()),
         seed=draw(st.integers(0, 2**31 - 1)),
     )
 
@@ -108,10 +111,17 @@ def _make_x(batch_shape, in_f, layout, gen, dtype):
     return torch.randn(*batch_shape, in_f, generator=gen).to(dtype)
 
 
+def _width(blocks, features, block_size, packed):
+    """An activation's width: all channels, or the active ones when packed."""
+    return int(channel_mask(blocks, features, block_size).sum()) if packed else features
+
+
 def _make_inputs(case, device):
     gen = torch.Generator().manual_seed(case["seed"])
-    dtype, in_f, out_f = case["dtype"], case["in_f"], case["out_f"]
-    x = _make_x(case["batch_shape"], in_f, case["x_layout"], gen, dtype)
+    dtype, in_f, out_f, bs = case["dtype"], case["in_f"], case["out_f"], case["block_size"]
+    x_width = _width(case["in_blocks"], in_f, bs, case["packed_in"])
+    y_width = _width(case["out_blocks"], out_f, bs, case["packed_out"])
+    x = _make_x(case["batch_shape"], x_width, case["x_layout"], gen, dtype)
     weight = torch.randn(out_f, in_f, generator=gen) / in_f ** 0.5
     if case["weight_layout"] == "transposed":
         weight = weight.t().contiguous().t()
@@ -119,7 +129,7 @@ def _make_inputs(case, device):
     if case["bias"] != "none":
         bias = torch.randn(2 * out_f, generator=gen).to(dtype)
         bias = bias[::2] if case["bias"] == "strided" else bias[:out_f].contiguous()
-    grad_y = torch.randn(*case["batch_shape"], out_f, generator=gen).to(dtype)
+    grad_y = torch.randn(*case["batch_shape"], y_width, generator=gen).to(dtype)
 
     def leaf(t):  # keeps the layout (strides) of t, on the device, as a leaf that wants a gradient
         return None if t is None else t.to(device=device, dtype=dtype).detach().requires_grad_()
@@ -137,12 +147,14 @@ def check_case(backend, case):
     device = _device(backend)
     x, weight, bias, in_blocks, out_blocks, grad_y = _make_inputs(case, device)
     bs, act, dtype = case["block_size"], case["activation"], case["dtype"]
+    packed = case["packed_in"], case["packed_out"]
     with testing.poisoned_outputs():
-        y = amgp_kernels.block_linear(x, weight, bias, in_blocks, out_blocks, bs, act, backend=backend)
+        y = amgp_kernels.block_linear(x, weight, bias, in_blocks, out_blocks, bs, act, *packed, backend=backend)
         y.backward(grad_y)
-    assert y.shape == (*case["batch_shape"], case["out_f"]) and y.dtype == dtype and y.device.type == device
+    assert y.shape == grad_y.shape and y.dtype == dtype and y.device.type == device
     ref_y, ref_dx, ref_dw, ref_db = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, bs, act,
-                                                                grad_y, y_actual=y)
+                                                                grad_y, y_actual=y, packed_in=packed[0],
+                                                                packed_out=packed[1])
     testing.assert_close_to_reference(y, ref_y, dtype, "y")
     testing.assert_close_to_reference(x.grad, ref_dx, dtype, "grad x")
     testing.assert_close_to_reference(weight.grad, ref_dw, dtype, "grad weight")
@@ -150,8 +162,10 @@ def check_case(backend, case):
         testing.assert_close_to_reference(bias.grad, ref_db, dtype, "grad bias")
     m_in = channel_mask(in_blocks, case["in_f"], bs, device)
     m_out = channel_mask(out_blocks, case["out_f"], bs, device)
-    _assert_zero_outside(y, m_out, "y")
-    _assert_zero_outside(x.grad, m_in, "grad x")
+    if not case["packed_out"]:  # a packed activation holds active channels only
+        _assert_zero_outside(y, m_out, "y")
+    if not case["packed_in"]:
+        _assert_zero_outside(x.grad, m_in, "grad x")
     _assert_zero_outside(weight.grad, m_out[:, None] & m_in[None, :], "grad weight")
     if bias is not None:
         _assert_zero_outside(bias.grad, m_out, "grad bias")

@@ -34,8 +34,69 @@ def test_masks_are_tied_and_stay_tied_after_moves():
     mlp.set_out_mask(0, torch.tensor([True, False, True, False]))
     h = torch.relu(reference.block_linear(x, mlp.layers[0].weight, mlp.layers[0].bias, None,
                                           torch.tensor([0, 2], dtype=torch.int32), 8))
-    assert torch.equal(mlp.layers[0](x)[:, 8:16], torch.zeros(3, 8, dtype=torch.float64))
     assert torch.equal(h[:, 8:16], torch.zeros(3, 8, dtype=torch.float64))
+    # The hidden activation is packed: blocks 0 and 2 only.
+    assert torch.equal(mlp.layers[0](x), torch.cat([h[:, 0:8], h[:, 16:24]], dim=1))
+
+
+def _grads(module):
+    return {name: p.grad.clone() for name, p in module.named_parameters()}
+
+
+def _train_step(model, x):
+    model.zero_grad()
+    y = model(x)
+    (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+    return y.detach()
+
+
+@pytest.mark.parametrize("sizes,block_size", [([24, 64, 96, 32, 5], 16), ([20, 50, 64, 7], 16),
+                                              ([10, 40, 40], 8)])
+def test_packed_hidden_activations_give_the_full_size_results_bit_for_bit(sizes, block_size):
+    """SparseMLP's packed hidden activations change the layout only: outputs and gradients are exactly those
+    of the full-size path, dense, pruned, and after regrowth."""
+    torch.manual_seed(0)
+    packed = SparseMLP(sizes, block_size=block_size)
+    full = SparseMLP(sizes, block_size=block_size, packed=False)
+    hidden = sizes[1:-1]
+    assert [layer.packed_out for layer in packed.layers[:-1]] == [w % block_size == 0 for w in hidden]
+    assert not any(layer.packed_in or layer.packed_out for layer in full.layers)
+    x = torch.randn(9, sizes[0])
+    for step in ("dense", "pruned", "regrown"):
+        if step == "pruned":
+            prune_blocks(packed, 0.5)
+        if step == "regrown":
+            for i in range(len(packed.layers) - 1):
+                packed.set_out_mask(i, torch.ones_like(packed.layers[i].out_mask))
+        full.load_state_dict(packed.state_dict())
+        assert torch.equal(_train_step(packed, x), _train_step(full, x)), step
+        assert all(torch.equal(a, b) for a, b in zip(_grads(packed).values(), _grads(full).values())), step
+
+
+def test_hidden_activations_are_packed_to_their_active_channels():
+    mlp = SparseMLP([12, 64, 32, 3], block_size=16)
+    mlp.set_out_mask(0, torch.tensor([True, False, False, True]))
+    mlp.set_out_mask(1, torch.tensor([False, True]))
+    widths = []
+    for layer in mlp.layers:
+        layer.register_forward_hook(lambda module, args, out: widths.append(out.shape[-1]))
+    assert mlp(torch.randn(4, 12)).shape == (4, 3)
+    assert widths == [32, 16, 3]
+
+
+def test_full_density_mlp_matches_nn_sequential_bit_for_bit():
+    """The dense phase computes exactly what the nn.Linear + ReLU model computes, gradients included."""
+    torch.manual_seed(0)
+    mlp = SparseMLP([30, 64, 48, 1], block_size=16)
+    plain = torch.nn.Sequential(torch.nn.Linear(30, 64), torch.nn.ReLU(), torch.nn.Linear(64, 48), torch.nn.ReLU(),
+                                torch.nn.Linear(48, 1))
+    state = mlp.state_dict()
+    plain.load_state_dict({f"{2 * i}.{p}": state[f"layers.{i}.{p}"] for i in range(3) for p in ("weight", "bias")})
+    x = torch.randn(17, 30)
+    assert torch.equal(_train_step(mlp, x), _train_step(plain, x))
+    for i in range(3):
+        for p in ("weight", "bias"):
+            assert torch.equal(getattr(mlp.layers[i], p).grad, getattr(plain[2 * i], p).grad), (i, p)
 
 
 def test_state_dict_round_trip_keeps_ties():

@@ -77,17 +77,21 @@ DTYPE_CASES = [(torch.float32, name) for name in CASES] + [
 ]
 
 
-def _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size, activation):
-    """Forward and every gradient through amgp_kernels.block_linear(backend="triton") vs the reference."""
+def _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in=False,
+                             packed_out=False):
+    """Forward and every gradient through amgp_kernels.block_linear(backend="triton") vs the reference.
+    packed_in: x is full-size here and gets packed first."""
     dtype = x.dtype
-    x = x.detach().requires_grad_()
+    x = (testing.pack(x, in_blocks, block_size) if packed_in else x).detach().requires_grad_()
     weight = weight.detach().requires_grad_()
     bias = bias.detach().requires_grad_() if bias is not None else None
-    y = amgp_kernels.block_linear(x, weight, bias, in_blocks, out_blocks, block_size, activation, backend="triton")
+    y = amgp_kernels.block_linear(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in,
+                                  packed_out, backend="triton")
     grad_y = torch.randn_like(y)
     y.backward(grad_y)
     ref_y, ref_dx, ref_dw, ref_db = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size,
-                                                                activation, grad_y, y_actual=y)
+                                                                activation, grad_y, y_actual=y, packed_in=packed_in,
+                                                                packed_out=packed_out)
     testing.assert_close_to_reference(y, ref_y, dtype, "y")
     testing.assert_close_to_reference(x.grad, ref_dx, dtype, "grad_x")
     testing.assert_close_to_reference(weight.grad, ref_dw, dtype, "grad_weight")
@@ -96,8 +100,10 @@ def _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size,
     out_f, in_f = weight.shape
     m_in = channel_mask(in_blocks, in_f, block_size, x.device)
     m_out = channel_mask(out_blocks, out_f, block_size, x.device)
-    _assert_zero_outside(y, m_out, "y")
-    _assert_zero_outside(x.grad, m_in, "grad_x")
+    if not packed_out:  # a packed activation has only active channels
+        _assert_zero_outside(y, m_out, "y")
+    if not packed_in:
+        _assert_zero_outside(x.grad, m_in, "grad_x")
     _assert_zero_outside(weight.grad, m_out[:, None] & m_in[None, :], "grad_weight")
     if bias is not None:
         _assert_zero_outside(bias.grad, m_out, "grad_bias")
@@ -111,6 +117,22 @@ def test_matches_reference(dtype, case):
     bias = torch.randn(out_f, dtype=dtype, device=DEVICE) if has_bias else None
     in_blocks, out_blocks = _blocks(in_f, block_size, in_kind), _blocks(out_f, block_size, out_kind)
     _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size, activation)
+
+
+PACKED_CASES = ["tails_half_relu_bias", "odd_block24_3d_out_only", "no_active_output", "no_active_input",
+                "vector_input"]
+
+
+@pytest.mark.parametrize("case", PACKED_CASES)
+@pytest.mark.parametrize("packed_in,packed_out", [(True, False), (False, True), (True, True)])
+def test_packed_activations(case, packed_in, packed_out):
+    """x and/or y holding only the active channels (short last blocks at their real width)."""
+    batch, in_f, out_f, block_size, in_kind, out_kind, activation, has_bias = CASES[case]
+    x = torch.randn(*batch, in_f, device=DEVICE)
+    weight = torch.randn(out_f, in_f, device=DEVICE) / in_f ** 0.5
+    bias = torch.randn(out_f, device=DEVICE) if has_bias else None
+    in_blocks, out_blocks = _blocks(in_f, block_size, in_kind), _blocks(out_f, block_size, out_kind)
+    _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in, packed_out)
 
 
 def test_non_contiguous_inputs():
@@ -158,7 +180,7 @@ def _backward_case(dtype=torch.float32, activation="relu"):
     y = torch.ops.amgp.block_linear_triton(x, weight, bias, in_blocks, out_blocks, 16, activation)
     grad_y = torch.randn_like(y)
     expected = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, 16, activation, grad_y, y_actual=y)
-    return (grad_y, x, weight, y, in_blocks, out_blocks, 16, activation), expected
+    return (grad_y, x, weight, y, in_blocks, out_blocks, 16, activation, False, False), expected
 
 
 @pytest.mark.parametrize("mask", [[True, False, False], [False, True, False], [False, False, True]])
@@ -185,9 +207,9 @@ def test_split_k_weight_grad(dtype):
 
 def test_relu_backward_needs_y():
     args, _ = _backward_case()
-    grad_y, x, weight, _, in_blocks, out_blocks, block_size, activation = args
+    grad_y, x, weight, _, *rest = args
     with pytest.raises(ValueError, match="y"):
-        launch.backward(grad_y, x, weight, None, in_blocks, out_blocks, block_size, activation, [True, True, True])
+        launch.backward(grad_y, x, weight, None, *rest, [True, True, True])
 
 
 def test_float64_is_rejected_with_a_clear_error():
@@ -208,7 +230,7 @@ def test_opcheck():
     y = torch.relu(torch.randn(6, 30, device=DEVICE))
     torch.library.opcheck(torch.ops.amgp.block_linear_triton_backward.default,
                           (torch.randn(6, 30, device=DEVICE), x.detach(), weight.detach(), y, in_blocks, out_blocks,
-                           16, "relu", [True, True, True]))
+                           16, "relu", False, False, [True, True, True]))
 
 
 def test_torch_compile_fullgraph_sparse_linear():

@@ -1,11 +1,13 @@
 """Host side of the Triton backend: shapes, compacted sizes, grids and launches. No host sync:
 everything is decided from tensor metadata (the number of active blocks is an index list's length)."""
 import functools
+import math
 
 import torch
 import triton
 
 from .._outputs import new_output
+from ..checks import active_channels
 from ..reference import num_blocks
 from . import configs
 from .fill_kernels import reduce_scatter_kernel, zero_inactive_kernel
@@ -36,6 +38,7 @@ class _Side:
         self.n_active = num_blocks(features, block_size) if self.all else blocks.numel()
         self.compact = features if self.all else self.n_active * block_size
         self.blocks = blocks
+        self.block_size = block_size
 
     def pointer(self, dummy):
         return dummy if self.all else self.blocks
@@ -43,6 +46,11 @@ class _Side:
     @property
     def search_steps(self):
         return 0 if self.all else self.n_active.bit_length()
+
+    def width(self, packed):
+        """Channels of an activation on this side: all features, or only the active ones when packed
+        (reads the last block index when the last block is short: a host sync for CUDA indices)."""
+        return active_channels(self.blocks, self.features, self.block_size) if packed else self.features
 
 
 def _zero_inactive(out2d, rows, cols, block_size, dummy):
@@ -64,23 +72,38 @@ def _gemm_grid(rows, cols):
     return lambda meta: (triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(cols, meta["BLOCK_N"]),)
 
 
-def forward(x, weight, bias, in_blocks, out_blocks, block_size, activation):
+def _as_matrix(t):
+    """t as (rows, last dimension), also when the last dimension is 0 (a packed side with nothing active)."""
+    return t.reshape(math.prod(t.shape[:-1]), t.shape[-1])
+
+
+def _check_width(t, side, packed, name):
+    expected = side.width(packed)
+    if t.shape[-1] != expected:
+        layout = "packed, so it must hold the active channels" if packed else "full-size"
+        raise ValueError(f"{name} is {layout}: {name}.shape[-1] must be {expected}, got {t.shape[-1]}")
+
+
+def forward(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in=False, packed_out=False):
     _check_launchable(x)
     out_f, in_f = weight.shape
-    x2 = x.reshape(-1, in_f)
-    M = x2.shape[0]
     inp, out = _Side(in_blocks, in_f, block_size), _Side(out_blocks, out_f, block_size)
-    y = new_output((M, out_f), x.dtype, x.device)
+    _check_width(x, inp, packed_in, "x")
+    x2 = _as_matrix(x)
+    M = x2.shape[0]
+    width = out.width(packed_out)
+    y = new_output((M, width), x.dtype, x.device)
     if M > 0 and out.compact > 0:
         forward_kernel[_gemm_grid(M, out.compact)](
             x2, weight, bias.contiguous() if bias is not None else weight, y, inp.pointer(x2), out.pointer(x2),
             M, out_f, in_f, out.compact, inp.compact,
             x2.stride(0), x2.stride(1), weight.stride(0), weight.stride(1), y.stride(0), y.stride(1),
             BLOCK_SIZE=block_size, IN_ALL=inp.all, OUT_ALL=out.all, HAS_BIAS=bias is not None,
-            RELU=activation == "relu", UPCAST=_upcast(x.dtype),
+            RELU=activation == "relu", UPCAST=_upcast(x.dtype), PACKED_IN=packed_in, PACKED_OUT=packed_out,
         )
-    _zero_inactive(y, _Side(None, M, block_size), out, block_size, y)
-    return y.view(*x.shape[:-1], out_f)
+    if not packed_out:
+        _zero_inactive(y, _Side(None, M, block_size), out, block_size, y)
+    return y.view(*x.shape[:-1], width)
 
 
 @functools.lru_cache(maxsize=None)
@@ -99,28 +122,34 @@ def weight_grad_split(M, out, inp, device):
     return max(1, min(sms // tiles, M // 1024, 16))
 
 
-def backward(grad_y, x, weight, y, in_blocks, out_blocks, block_size, activation, output_mask, split=None):
+def backward(grad_y, x, weight, y, in_blocks, out_blocks, block_size, activation, packed_in, packed_out,
+             output_mask, split=None):
     """(grad_x, grad_weight, grad_bias); those not asked for in output_mask are empty tensors.
+    grad_y and y are in the output's layout, grad_x comes back in x's; dW and db are full-size.
     split: batch-reduction split of dW (None: weight_grad_split's choice)."""
     _check_launchable(x)
     out_f, in_f = weight.shape
     relu = activation == "relu"
     if relu and y is None:
         raise ValueError("y (the forward output) is required for activation 'relu'")
-    x2 = x.reshape(-1, in_f)
-    dy = grad_y.reshape(-1, out_f)
+    inp, out = _Side(in_blocks, in_f, block_size), _Side(out_blocks, out_f, block_size)
+    _check_width(x, inp, packed_in, "x")
+    _check_width(grad_y, out, packed_out, "grad_y")
+    x2, dy = _as_matrix(x), _as_matrix(grad_y)
     M = x2.shape[0]
     if dy.shape[0] != M:
         raise ValueError(f"grad_y shape {tuple(grad_y.shape)} does not match the forward output")
-    y2 = y.reshape(-1, out_f) if relu else dy
-    inp, out = _Side(in_blocks, in_f, block_size), _Side(out_blocks, out_f, block_size)
+    if relu and tuple(y.shape) != tuple(grad_y.shape):
+        raise ValueError(f"y must have grad_y's shape {tuple(grad_y.shape)}, got {tuple(y.shape)}")
+    y2 = _as_matrix(y) if relu else dy
     rows = _Side(None, M, block_size)
     want_x, want_w, want_b = (bool(v) for v in output_mask)
-    common = dict(BLOCK_SIZE=block_size, RELU=relu, UPCAST=_upcast(x.dtype))
+    common = dict(BLOCK_SIZE=block_size, RELU=relu, UPCAST=_upcast(x.dtype), PACKED_IN=packed_in,
+                  PACKED_OUT=packed_out)
 
     grad_x = x.new_empty((0,))  # each unwanted grad its own empty tensor: op outputs may not alias
     if want_x:
-        dx = new_output((M, in_f), x.dtype, x.device)
+        dx = new_output((M, x2.shape[1]), x.dtype, x.device)
         if M > 0 and inp.compact > 0:
             grad_x_kernel[_gemm_grid(M, inp.compact)](
                 dy, y2, weight, dx, inp.pointer(x2), out.pointer(x2),
@@ -128,7 +157,8 @@ def backward(grad_y, x, weight, y, in_blocks, out_blocks, block_size, activation
                 dy.stride(0), dy.stride(1), y2.stride(0), y2.stride(1), weight.stride(0), weight.stride(1),
                 dx.stride(0), dx.stride(1), IN_ALL=inp.all, OUT_ALL=out.all, **common,
             )
-        _zero_inactive(dx, rows, inp, block_size, dx)
+        if not packed_in:
+            _zero_inactive(dx, rows, inp, block_size, dx)
         grad_x = dx.view(x.shape)
 
     grad_w = new_output(weight.shape, x.dtype, x.device) if want_w else x.new_empty((0,))
@@ -153,9 +183,11 @@ def _weight_and_bias_grads(dy, y2, x2, grad_w, grad_b, inp, out, split, common):
                 grad.zero_()
         return
     if grad_b is not None and (grad_w is None or inp.compact == 0):
-        # db without dW work: the dW kernel over one input column, its dW thrown away.
+        # db without dW work: the dW kernel over one (full-size) input column, its dW thrown away.
         scratch = new_output((out.features, 1), x2.dtype, x2.device)
-        _grad_weight(dy, y2, x2[:, :1], scratch, grad_b, _Side(None, 1, common["BLOCK_SIZE"]), out, split, common)
+        column = x2[:, :1] if x2.shape[1] else x2.new_zeros((x2.shape[0], 1))
+        _grad_weight(dy, y2, column, scratch, grad_b, _Side(None, 1, common["BLOCK_SIZE"]), out, split,
+                     {**common, "PACKED_IN": False})
     elif grad_w is not None and inp.compact > 0:
         _grad_weight(dy, y2, x2, grad_w, grad_b, inp, out, split, common)
 

@@ -34,11 +34,6 @@ Activation parse_activation(c10::string_view name) {
   return is_relu(name, "amgp.block_linear") ? Activation::kRelu : Activation::kNone;
 }
 
-void check_inputs(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
-                  int64_t block_size) {
-  check_operands(x, weight, bias, block_size, "amgp.block_linear");
-}
-
 // dst[r, :] = concat over runs of src[r, run] (src rows of length src_cols).
 template <typename scalar_t>
 void pack_columns(const scalar_t* src, int64_t src_cols, int64_t rows, const BlockRuns& runs,
@@ -112,142 +107,195 @@ inline scalar_t apply_bias_act(scalar_t v, const scalar_t* bias, int64_t c, Acti
   return static_cast<scalar_t>(a);
 }
 
+// The active entries of a per-channel vector, packed (bias).
+template <typename scalar_t>
+Tensor pack_vector(const Tensor& v, const BlockRuns& runs) {
+  Tensor packed = at::empty({runs.channels}, v.options());
+  const scalar_t* s = v.const_data_ptr<scalar_t>();
+  scalar_t* d = packed.mutable_data_ptr<scalar_t>();
+  for (const Run& run : runs.runs) {
+    std::memcpy(d, s + run.start, run.length * sizeof(scalar_t));
+    d += run.length;
+  }
+  return packed;
+}
+
+// x (batch, in) or packed x (batch, active in), as the packed operand of the GEMMs.
+template <typename scalar_t>
+Tensor packed_input(const Tensor& x2, const BlockRuns& in_runs, bool packed_in) {
+  if (packed_in || in_runs.all) return x2;
+  Tensor x_p = scratch(Scratch::kInput, x2.size(0), in_runs.channels, x2.options());
+  pack_columns(x2.const_data_ptr<scalar_t>(), x2.size(1), x2.size(0), in_runs, x_p.mutable_data_ptr<scalar_t>());
+  return x_p;
+}
+
+// The active (out x in) part of the weight, packed (the weight itself when every block is active).
+template <typename scalar_t>
+Tensor packed_weight(const Tensor& w, const BlockRuns& in_runs, const BlockRuns& out_runs) {
+  if (in_runs.all && out_runs.all) return w;
+  Tensor w_p = scratch(Scratch::kWeight, out_runs.channels, in_runs.channels, w.options());
+  pack_submatrix(w.const_data_ptr<scalar_t>(), w.size(1), out_runs, in_runs, w_p.mutable_data_ptr<scalar_t>());
+  return w_p;
+}
+
+// Packed rows (rows, runs.channels) written into a new full-size (rows, features) tensor: the
+// active channels through `epilogue`, exact zeros elsewhere.
+template <typename scalar_t, typename Epilogue>
+Tensor unpack_columns(const Tensor& packed, const BlockRuns& runs, int64_t features, const Epilogue& epilogue) {
+  const int64_t rows = packed.size(0);
+  Tensor out = new_output({rows, features}, packed.options());
+  const scalar_t* s = packed.const_data_ptr<scalar_t>();
+  scalar_t* o = out.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, rows, kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) unpack_row(s + r * runs.channels, runs, features, o + r * features, epilogue);
+  });
+  return out;
+}
+
+template <typename scalar_t>
+scalar_t identity(scalar_t v, int64_t) {
+  return v;
+}
+
 Tensor forward_2d(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias_opt,
-                  const BlockRuns& in_runs, const BlockRuns& out_runs, Activation act) {
-  const int64_t batch = x.size(0), in_f = x.size(1), out_f = weight.size(0);
+                  const BlockRuns& in_runs, const BlockRuns& out_runs, Activation act, bool packed_in,
+                  bool packed_out) {
+  const int64_t batch = x.size(0), out_f = weight.size(0);
   Tensor bias = bias_opt.has_value() ? *bias_opt : Tensor();
   if (bias.defined()) bias = bias.contiguous();
 
-  Tensor y = new_output({batch, out_f}, x.options());
+  Tensor y;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "block_linear_cpu", [&] {
-    const scalar_t* b = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
-    Tensor x_p = x, w_p = weight;
-    if (!in_runs.all) {
-      x_p = scratch(Scratch::kInput, batch, in_runs.channels, x.options());
-      pack_columns(x.const_data_ptr<scalar_t>(), in_f, batch, in_runs, x_p.mutable_data_ptr<scalar_t>());
-    }
-    if (!in_runs.all || !out_runs.all) {
-      w_p = scratch(Scratch::kWeight, out_runs.channels, in_runs.channels, weight.options());
-      pack_submatrix(weight.const_data_ptr<scalar_t>(), in_f, out_runs, in_runs,
-                     w_p.mutable_data_ptr<scalar_t>());
-    }
-    if (out_runs.all) {
-      // Dense output: one addmm (bias fused by BLAS), activation in place.
-      if (b != nullptr) at::addmm_out(y, bias, x_p, w_p.t());
+    const Tensor x_p = packed_input<scalar_t>(x, in_runs, packed_in);
+    const Tensor w_p = packed_weight<scalar_t>(weight, in_runs, out_runs);
+    if (out_runs.all || packed_out) {
+      // The output is the GEMM's own layout: one addmm (bias fused by BLAS), activation in place.
+      y = new_output({batch, out_runs.channels}, x.options());
+      if (bias.defined()) at::addmm_out(y, out_runs.all ? bias : pack_vector<scalar_t>(bias, out_runs), x_p, w_p.t());
       else at::mm_out(y, x_p, w_p.t());
       if (act == Activation::kRelu) y.relu_();
       return;
     }
     Tensor y_p = scratch(Scratch::kOutput, batch, out_runs.channels, x.options());
     at::mm_out(y_p, x_p, w_p.t());
-    const scalar_t* yp = y_p.const_data_ptr<scalar_t>();
-    scalar_t* out = y.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, batch, kRowGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r)
-        unpack_row(yp + r * out_runs.channels, out_runs, out_f, out + r * out_f,
-                   [&](scalar_t v, int64_t c) { return apply_bias_act(v, b, c, act); });
-    });
+    const scalar_t* b = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
+    y = unpack_columns<scalar_t>(y_p, out_runs, out_f,
+                                 [&](scalar_t v, int64_t c) { return apply_bias_act(v, b, c, act); });
   });
   return y;
 }
 
-Tensor block_linear_cpu(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
-                        const c10::optional<Tensor>& in_blocks,
-                        const c10::optional<Tensor>& out_blocks, int64_t block_size,
-                        c10::string_view activation) {
-  check_inputs(x, weight, bias, block_size);
-  const Activation act = parse_activation(activation);
-  const int64_t in_f = weight.size(1), out_f = weight.size(0);
-  const BlockRuns in_runs = block_runs(in_blocks, in_f, block_size, "in_blocks");
-  const BlockRuns out_runs = block_runs(out_blocks, out_f, block_size, "out_blocks");
+// t as a (rows, last dimension) matrix; works for a last dimension of 0 (a packed side with no
+// active channel), where reshape({-1, 0}) cannot infer the rows.
+Tensor as_matrix(const Tensor& t) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
+  return t.reshape({rows, t.size(-1)}).contiguous();
+}
 
+// Shapes and block runs of one call, checked.
+struct Problem {
+  Activation act;
+  int64_t in_f, out_f;
+  BlockRuns in_runs, out_runs;
+};
+
+Problem prepare(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
+                const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks,
+                int64_t block_size, c10::string_view activation, bool packed_in, const char* op) {
+  check_operands(x, weight, bias, block_size, packed_in, op);
+  Problem p{parse_activation(activation), weight.size(1), weight.size(0), {}, {}};
+  p.in_runs = block_runs(in_blocks, p.in_f, block_size, "in_blocks");
+  p.out_runs = block_runs(out_blocks, p.out_f, block_size, "out_blocks");
+  check_width(x.size(-1), p.in_f, p.in_runs.channels, packed_in, "x", op);
+  return p;
+}
+
+Tensor block_linear_cpu(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
+                        const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks,
+                        int64_t block_size, c10::string_view activation, bool packed_in, bool packed_out) {
+  const Problem p = prepare(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in,
+                            "amgp.block_linear");
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = out_f;
-  const Tensor x2 = x.reshape({-1, in_f}).contiguous();
-  Tensor y = forward_2d(x2, weight.contiguous(), bias, in_runs, out_runs, act);
+  out_shape.back() = packed_out ? p.out_runs.channels : p.out_f;
+  const Tensor x2 = as_matrix(x);
+  Tensor y = forward_2d(x2, weight.contiguous(), bias, p.in_runs, p.out_runs, p.act, packed_in, packed_out);
   return y.view(out_shape);
+}
+
+// dy' = dy through the activation, over the active output channels only: (batch, out active).
+template <typename scalar_t>
+Tensor grad_through_activation(const Tensor& dy, const Tensor& y, const BlockRuns& out_runs, bool packed_out) {
+  const bool relu = y.defined();
+  if (!relu && (packed_out || out_runs.all)) return dy;
+  const int64_t batch = dy.size(0), width = dy.size(1);
+  Tensor dy_p = scratch(Scratch::kGrad, batch, out_runs.channels, dy.options());
+  const scalar_t* g = dy.const_data_ptr<scalar_t>();
+  const scalar_t* yv = relu ? y.const_data_ptr<scalar_t>() : nullptr;
+  scalar_t* d = dy_p.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, batch, kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      scalar_t* dr = d + r * out_runs.channels;
+      if (packed_out || out_runs.all) {  // same layout: one pass over the row
+        relu_backward(g + r * width, yv + r * width, dr, width);
+        continue;
+      }
+      for (const Run& run : out_runs.runs) {
+        const scalar_t* gr = g + r * width + run.start;
+        if (yv == nullptr) std::memcpy(dr, gr, run.length * sizeof(scalar_t));
+        else relu_backward(gr, yv + r * width + run.start, dr, run.length);
+        dr += run.length;
+      }
+    }
+  });
+  return dy_p;
 }
 
 std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
     const Tensor& grad_y, const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& y_opt,
-    const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks,
-    int64_t block_size, c10::string_view activation, std::array<bool, 3> output_mask) {
-  check_inputs(x, weight, c10::nullopt, block_size);
-  const Activation act = parse_activation(activation);
-  const int64_t in_f = weight.size(1), out_f = weight.size(0);
-  const BlockRuns in_runs = block_runs(in_blocks, in_f, block_size, "in_blocks");
-  const BlockRuns out_runs = block_runs(out_blocks, out_f, block_size, "out_blocks");
-  TORCH_CHECK(grad_y.size(-1) == out_f && grad_y.numel() / std::max<int64_t>(out_f, 1) ==
-                                              x.numel() / std::max<int64_t>(in_f, 1),
-              "amgp.block_linear_backward: grad_y shape ", grad_y.sizes(),
-              " does not match the forward output");
-  const bool relu = act == Activation::kRelu;
-  TORCH_CHECK(!relu || (y_opt.has_value() && y_opt->defined()),
-              "amgp.block_linear_backward: y (the forward output) is required for activation 'relu'");
-
-  const Tensor x2 = x.reshape({-1, in_f}).contiguous();
-  const Tensor dy = grad_y.reshape({-1, out_f}).contiguous();
-  const Tensor w = weight.contiguous();
+    const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks, int64_t block_size,
+    c10::string_view activation, bool packed_in, bool packed_out, std::array<bool, 3> output_mask) {
+  const char* op = "amgp.block_linear_backward";
+  const Problem p = prepare(x, weight, c10::nullopt, in_blocks, out_blocks, block_size, activation, packed_in, op);
+  const BlockRuns &in_runs = p.in_runs, &out_runs = p.out_runs;
+  const int64_t in_f = p.in_f, out_f = p.out_f;
+  TORCH_CHECK(grad_y.dim() >= 1, op, ": grad_y must have at least 1 dimension");
+  check_width(grad_y.size(-1), out_f, out_runs.channels, packed_out, "grad_y", op);
+  const Tensor x2 = as_matrix(x);
+  const Tensor dy = as_matrix(grad_y);
   const int64_t batch = x2.size(0);
+  TORCH_CHECK(dy.size(0) == batch, op, ": grad_y shape ", grad_y.sizes(), " does not match the forward output");
+  const bool relu = p.act == Activation::kRelu;
+  TORCH_CHECK(!relu || (y_opt.has_value() && y_opt->defined()), op,
+              ": y (the forward output) is required for activation 'relu'");
+  if (relu) TORCH_CHECK(y_opt->sizes() == grad_y.sizes(), op, ": y must have grad_y's shape ", grad_y.sizes());
+
+  const Tensor y2 = relu ? as_matrix(*y_opt) : Tensor();
+  const Tensor w = weight.contiguous();
   Tensor grad_x = at::empty({0}, x.options()), grad_w = at::empty({0}, x.options()),
          grad_b = at::empty({0}, x.options());
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "block_linear_backward_cpu", [&] {
-    // dy' = dy through the activation, restricted to the active output channels.
-    Tensor dy_p = dy;
-    if (relu || !out_runs.all) {
-      dy_p = scratch(Scratch::kGrad, batch, out_runs.channels, dy.options());
-      const scalar_t* g = dy.const_data_ptr<scalar_t>();
-      const Tensor y2 = relu ? y_opt->reshape({-1, out_f}).contiguous() : Tensor();
-      const scalar_t* yv = relu ? y2.const_data_ptr<scalar_t>() : nullptr;
-      scalar_t* d = dy_p.mutable_data_ptr<scalar_t>();
-      at::parallel_for(0, batch, kRowGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) {
-          scalar_t* dr = d + r * out_runs.channels;
-          for (const Run& run : out_runs.runs) {
-            const scalar_t* gr = g + r * out_f + run.start;
-            if (yv == nullptr) {
-              std::memcpy(dr, gr, run.length * sizeof(scalar_t));
-            } else {
-              relu_backward(gr, yv + r * out_f + run.start, dr, run.length);
-            }
-            dr += run.length;
-          }
-        }
-      });
-    }
+    const Tensor dy_p = grad_through_activation<scalar_t>(dy, y2, out_runs, packed_out);
 
-    if (output_mask[0]) {
-      const Tensor w_p = (in_runs.all && out_runs.all) ? w : [&] {
-        Tensor t = scratch(Scratch::kWeight, out_runs.channels, in_runs.channels, w.options());
-        pack_submatrix(w.const_data_ptr<scalar_t>(), in_f, out_runs, in_runs, t.mutable_data_ptr<scalar_t>());
-        return t;
-      }();
-      if (in_runs.all) {
-        grad_x = at::mm(dy_p, w_p);
+    if (output_mask[0]) {  // dx = dy' @ W, in x's layout
+      const Tensor w_p = packed_weight<scalar_t>(w, in_runs, out_runs);
+      if (in_runs.all || packed_in) {
+        grad_x = new_output({batch, in_runs.channels}, x.options());
+        at::mm_out(grad_x, dy_p, w_p);
       } else {
         Tensor dx_p = scratch(Scratch::kOutput, batch, in_runs.channels, x.options());
         at::mm_out(dx_p, dy_p, w_p);
-        grad_x = new_output({batch, in_f}, x.options());
-        const scalar_t* s = dx_p.const_data_ptr<scalar_t>();
-        scalar_t* o = grad_x.mutable_data_ptr<scalar_t>();
-        at::parallel_for(0, batch, kRowGrain, [&](int64_t begin, int64_t end) {
-          for (int64_t r = begin; r < end; ++r)
-            unpack_row(s + r * in_runs.channels, in_runs, in_f, o + r * in_f,
-                       [](scalar_t v, int64_t) { return v; });
-        });
+        grad_x = unpack_columns<scalar_t>(dx_p, in_runs, in_f, identity<scalar_t>);
       }
       grad_x = grad_x.view(x.sizes());
     }
 
-    if (output_mask[1]) {
-      Tensor x_p = x2;
-      if (!in_runs.all) {
-        x_p = scratch(Scratch::kInput, batch, in_runs.channels, x.options());
-        pack_columns(x2.const_data_ptr<scalar_t>(), in_f, batch, in_runs, x_p.mutable_data_ptr<scalar_t>());
-      }
+    if (output_mask[1]) {  // dW = dy'^T @ x, full-size with zeros outside the active blocks
+      const Tensor x_p = packed_input<scalar_t>(x2, in_runs, packed_in);
       if (in_runs.all && out_runs.all) {
-        grad_w = at::mm(dy_p.t(), x_p);
+        grad_w = new_output({out_f, in_f}, w.options());
+        at::mm_out(grad_w, dy_p.t(), x_p);
       } else {
         Tensor dw_p = scratch(Scratch::kOutput, out_runs.channels, in_runs.channels, w.options());
         at::mm_out(dw_p, dy_p.t(), x_p);
@@ -261,19 +309,15 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
           for (int64_t r = run.start; r < run.start + run.length; ++r) packed_row[r] = i++;
         at::parallel_for(0, out_f, kRowGrain, [&](int64_t begin, int64_t end) {
           for (int64_t r = begin; r < end; ++r) {
-            if (packed_row[r] < 0) {
-              std::memset(o + r * in_f, 0, in_f * sizeof(scalar_t));
-            } else {
-              unpack_row(s + packed_row[r] * in_runs.channels, in_runs, in_f, o + r * in_f,
-                         [](scalar_t v, int64_t) { return v; });
-            }
+            if (packed_row[r] < 0) std::memset(o + r * in_f, 0, in_f * sizeof(scalar_t));
+            else unpack_row(s + packed_row[r] * in_runs.channels, in_runs, in_f, o + r * in_f, identity<scalar_t>);
           }
         });
       }
     }
 
-    if (output_mask[2]) {
-      Tensor db_p = dy_p.sum(0);
+    if (output_mask[2]) {  // db = sum over the batch of dy', full-size
+      const Tensor db_p = dy_p.sum(0);
       if (out_runs.all) {
         grad_b = db_p;
       } else {

@@ -294,7 +294,7 @@ __device__ __forceinline__ void store_output(const GemmArgs& p, int64_t m, int64
   const int32_t r = map_channel(p.out_rows, m);
   const int32_t c = map_channel(p.out_cols, n);
   if (r < 0 || c < 0) return;
-  if (p.bias != nullptr) v += to_float(static_cast<const T*>(p.bias)[c]);
+  if (p.bias != nullptr) v += to_float(static_cast<const T*>(p.bias)[map_channel(p.bias_cols, n)]);
   if (p.relu) v = relu_keep_nan(v);
   static_cast<T*>(p.out)[static_cast<int64_t>(r) * p.ld_out + c] = from_float<T>(v);
 }

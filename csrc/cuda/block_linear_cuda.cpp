@@ -72,6 +72,18 @@ struct Side {
     m.shift = (block_size & (block_size - 1)) == 0 ? __builtin_ctz(static_cast<unsigned>(block_size)) : -1;
     return m;
   }
+
+  // Active channels: the width of a packed activation. Only a short last block (features not a multiple
+  // of the block size) makes it depend on the list's contents: then its last entry is read (a host sync).
+  int64_t active_channels() const {
+    if (all()) return features;
+    if (n_active == 0 || features % block_size == 0) return n_active * block_size;
+    const int64_t last = blocks.select(0, n_active - 1).item<int32_t>();
+    return n_active * block_size - (last == n_blocks - 1 ? block_size - features % block_size : 0);
+  }
+
+  // The slot map of an activation on this side: channels through the block list, or packed columns.
+  ChannelMap activation_map(bool packed) const { return packed ? identity_map(active_channels()) : map(); }
 };
 
 Side make_side(const c10::optional<Tensor>& blocks, int64_t features, int64_t block_size, const Tensor& x,
@@ -139,20 +151,22 @@ c10::Device cuda_device_of(const Tensor& x, const char* op) {
   return x.device();
 }
 
-// What forward and backward share: checked arguments, both channel sides, x and weight as rows.
+// What forward and backward share: checked arguments, both channel sides, x and weight as rows, and
+// the slot maps of the activations (x: in_act, y / grad_y: out_act), packed or not.
 struct Problem {
   bool relu = false;
   int64_t in_f = 0, out_f = 0;
   DType dtype = DType::kFloat32;
   Side in, out;
   Rows xr, wr;
+  ChannelMap in_act, out_act;
 };
 
 Problem prepare(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
                 const c10::optional<Tensor>& in_blocks,
                 const c10::optional<Tensor>& out_blocks, int64_t block_size, c10::string_view activation,
-                const char* op) {
-  check_operands(x, weight, bias, block_size, op);
+                bool packed_in, bool packed_out, const char* op) {
+  check_operands(x, weight, bias, block_size, packed_in, op);
   Problem pr;
   pr.dtype = dtype_of(x, op);
   pr.relu = is_relu(activation, op);
@@ -160,7 +174,10 @@ Problem prepare(const Tensor& x, const Tensor& weight, const c10::optional<Tenso
   pr.out_f = weight.size(0);
   pr.in = make_side(in_blocks, pr.in_f, block_size, x, "in_blocks", op);
   pr.out = make_side(out_blocks, pr.out_f, block_size, x, "out_blocks", op);
-  pr.xr = as_rows(x, pr.in_f);
+  pr.in_act = pr.in.activation_map(packed_in);
+  pr.out_act = pr.out.activation_map(packed_out);
+  check_width(x.size(-1), pr.in_f, pr.in_act.features, packed_in, "x", op);
+  pr.xr = as_rows(x, x.size(-1));
   pr.wr = as_rows(weight, pr.in_f);
   TORCH_CHECK(pr.xr.rows <= kMaxIndex, op, " (CUDA): at most ", kMaxIndex, " rows are supported, got ",
               pr.xr.rows);
@@ -219,8 +236,8 @@ int32_t split_k(int64_t m, int64_t n, int64_t k, DType dtype) {
 // rows, n over b's rows, K over a's (= b's) K slots; `zero` (the inactive blocks of out) is
 // written by the same launch.
 void run_gemm(const cuda::Operand& a, const cuda::Operand& b, const Tensor& out, const ChannelMap& out_rows,
-              const ChannelMap& out_cols, const void* bias, bool relu, const cuda::ZeroArgs& zero,
-              cudaStream_t stream) {
+              const ChannelMap& out_cols, const void* bias, const ChannelMap& bias_cols, bool relu,
+              const cuda::ZeroArgs& zero, cudaStream_t stream) {
   cuda::GemmArgs g;
   g.dtype = dtype_of(out, "amgp.block_linear");
   g.m = a.rows.extent;
@@ -233,6 +250,7 @@ void run_gemm(const cuda::Operand& a, const cuda::Operand& b, const Tensor& out,
   g.out_rows = out_rows;
   g.out_cols = out_cols;
   g.bias = bias;
+  g.bias_cols = bias_cols;
   g.relu = relu;
   if (g.m == 0 || g.n == 0) {  // nothing active to compute: zeros only
     C10_CUDA_CHECK(cuda::launch_zero_inactive(zero, stream));
@@ -252,11 +270,12 @@ void run_gemm(const cuda::Operand& a, const cuda::Operand& b, const Tensor& out,
 
 Tensor block_linear_cuda(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias_opt,
                          const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks,
-                         int64_t block_size, c10::string_view activation) {
+                         int64_t block_size, c10::string_view activation, bool packed_in, bool packed_out) {
   const char* op = "amgp.block_linear";
   const c10::cuda::CUDAGuard guard(cuda_device_of(x, op));
-  const Problem pr = prepare(x, weight, bias_opt, in_blocks, out_blocks, block_size, activation, op);
-  const int64_t out_f = pr.out_f;
+  const Problem pr = prepare(x, weight, bias_opt, in_blocks, out_blocks, block_size, activation, packed_in,
+                             packed_out, op);
+  const int64_t out_width = pr.out_act.features;
   const DType dtype = pr.dtype;
   const bool relu = pr.relu;
   const Side &in = pr.in, &out = pr.out;
@@ -265,31 +284,32 @@ Tensor block_linear_cuda(const Tensor& x, const Tensor& weight, const c10::optio
 
   const Rows &xr = pr.xr, &wr = pr.wr;
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
-  out_shape.back() = out_f;
+  out_shape.back() = out_width;
   if (dense_through_aten(in, out)) {
     Tensor y = bias.defined() ? at::addmm(bias, xr.t, wr.t.t()) : at::mm(xr.t, wr.t.t());
     if (relu) y.relu_();
     return y.view(out_shape);
   }
-  Tensor y = new_output({xr.rows, out_f}, x.options());
+  Tensor y = new_output({xr.rows, out_width}, x.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.device().index()).stream();
 
   const ChannelMap in_map = in.map(), out_map = out.map(), batch = identity_map(xr.rows);
-  run_gemm(operand(xr.t.const_data_ptr(), xr.ld, batch, in_map, true, dtype),
-           operand(wr.t.const_data_ptr(), wr.ld, out_map, in_map, true, dtype), y, batch, out_map,
-           bias.defined() ? bias.const_data_ptr() : nullptr, relu, zero_args(y, xr.rows, out_f, nullptr, &out),
-           stream);
+  run_gemm(operand(xr.t.const_data_ptr(), xr.ld, batch, pr.in_act, true, dtype),
+           operand(wr.t.const_data_ptr(), wr.ld, out_map, in_map, true, dtype), y, batch, pr.out_act,
+           bias.defined() ? bias.const_data_ptr() : nullptr, out_map, relu,
+           zero_args(y, xr.rows, out_width, nullptr, packed_out ? nullptr : &out), stream);
   return y.view(out_shape);
 }
 
 std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
     const Tensor& grad_y, const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& y_opt,
     const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks, int64_t block_size,
-    c10::string_view activation, std::array<bool, 3> output_mask) {
+    c10::string_view activation, bool packed_in, bool packed_out, std::array<bool, 3> output_mask) {
   const char* op = "amgp.block_linear_backward";
   const c10::cuda::CUDAGuard guard(cuda_device_of(x, op));
-  const Problem pr = prepare(x, weight, c10::nullopt, in_blocks, out_blocks, block_size, activation, op);
-  const int64_t in_f = pr.in_f, out_f = pr.out_f;
+  const Problem pr = prepare(x, weight, c10::nullopt, in_blocks, out_blocks, block_size, activation, packed_in,
+                             packed_out, op);
+  const int64_t in_f = pr.in_f, out_f = pr.out_f, in_width = pr.in_act.features, out_width = pr.out_act.features;
   const DType dtype = pr.dtype;
   const bool relu = pr.relu;
   const Side &in = pr.in, &out = pr.out;
@@ -297,18 +317,18 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
   TORCH_CHECK(grad_y.device() == x.device() && grad_y.scalar_type() == x.scalar_type(), op,
               ": grad_y must be on ", x.device(), " with dtype ", x.scalar_type(), ", got ", grad_y.device(),
               " / ", grad_y.scalar_type());
-  TORCH_CHECK(grad_y.dim() >= 1 && grad_y.size(-1) == out_f, op, ": grad_y shape ", grad_y.sizes(),
-              " does not match the forward output");
-  const Rows dyr = as_rows(grad_y, out_f);
+  TORCH_CHECK(grad_y.dim() >= 1, op, ": grad_y must have at least 1 dimension");
+  check_width(grad_y.size(-1), out_f, out_width, packed_out, "grad_y", op);
+  const Rows dyr = as_rows(grad_y, out_width);
   TORCH_CHECK(dyr.rows == xr.rows, op, ": grad_y shape ", grad_y.sizes(), " does not match the forward output");
   Rows yr;
   if (relu) {
     TORCH_CHECK(y_opt.has_value() && y_opt->defined(), op,
                 ": y (the forward output) is required for activation 'relu'");
     TORCH_CHECK(y_opt->device() == x.device() && y_opt->scalar_type() == x.scalar_type() &&
-                    y_opt->numel() == grad_y.numel() && y_opt->size(-1) == out_f,
+                    y_opt->numel() == grad_y.numel() && y_opt->size(-1) == out_width,
                 op, ": y must match grad_y (shape, dtype, device)");
-    yr = as_rows(*y_opt, out_f);
+    yr = as_rows(*y_opt, out_width);
   }
   if (dense_through_aten(in, out)) {
     const Tensor dyp = relu ? at::threshold_backward(dyr.t, yr.t, 0) : dyr.t;
@@ -324,8 +344,8 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
   // dy' (through the ReLU, over the active output slots): grad_y itself when that is already
   // it, else a gathered copy of width `width` (padded for 16-byte loads). The same pass sums
   // columns for the bias gradient.
-  const bool need_dyc = (output_mask[0] || output_mask[1]) && (relu || !out.all()) && batch > 0;
-  const int32_t width = need_dyc ? (out_map.extent + 7) / 8 * 8 : out_map.extent;
+  const bool need_dyc = (output_mask[0] || output_mask[1]) && (relu || !(out.all() || packed_out)) && batch > 0;
+  const int32_t width = need_dyc ? (pr.out_act.extent + 7) / 8 * 8 : pr.out_act.extent;
   Tensor dyc, partial;
   const int64_t sms = sm_count();
   cuda::GradPrepArgs prep;
@@ -335,7 +355,7 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
   prep.y = relu ? yr.t.const_data_ptr() : nullptr;
   prep.ld_y = relu ? yr.ld : 0;
   prep.rows = batch;
-  prep.cols = out_map;
+  prep.cols = pr.out_act;
   prep.width = width;
   const int64_t col_ctas = (width + 255) / 256;
   prep.splits = static_cast<int32_t>(std::clamp<int64_t>(std::min((4 * sms + col_ctas - 1) / std::max<int64_t>(col_ctas, 1),
@@ -352,22 +372,22 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
   if (prep.dyc != nullptr || prep.partial != nullptr) C10_CUDA_CHECK(cuda::launch_grad_prep(prep, stream));
   const void* dy_data = need_dyc ? dyc.const_data_ptr() : dyr.t.const_data_ptr();
   const int64_t dy_ld = need_dyc ? width : dyr.ld;
-  const ChannelMap dy_slots = identity_map(need_dyc ? width : out_f);  // columns of dy_data
+  const ChannelMap dy_slots = identity_map(need_dyc ? width : out_width);  // columns of dy_data
 
   Tensor grad_x = at::empty({0}, x.options()), grad_w = at::empty({0}, x.options()),
          grad_b = at::empty({0}, x.options());
-  if (output_mask[0]) {  // dx[b, in] = sum_o dy'[b, o] W[o, in]
-    grad_x = new_output({batch, in_f}, x.options());
+  if (output_mask[0]) {  // dx[b, in] = sum_o dy'[b, o] W[o, in], in x's layout
+    grad_x = new_output({batch, in_width}, x.options());
     run_gemm(operand(dy_data, dy_ld, batch_map, dy_slots, true, dtype),
-             operand(wr.t.const_data_ptr(), wr.ld, in_map, out_map, false, dtype), grad_x, batch_map, in_map,
-             nullptr, false, zero_args(grad_x, batch, in_f, nullptr, &in), stream);
+             operand(wr.t.const_data_ptr(), wr.ld, in_map, out_map, false, dtype), grad_x, batch_map, pr.in_act,
+             nullptr, in_map, false, zero_args(grad_x, batch, in_width, nullptr, packed_in ? nullptr : &in), stream);
     grad_x = grad_x.view(x.sizes());
   }
-  if (output_mask[1]) {  // dW[o, in] = sum_b dy'[b, o] x[b, in]
+  if (output_mask[1]) {  // dW[o, in] = sum_b dy'[b, o] x[b, in], full-size
     grad_w = new_output({out_f, in_f}, weight.options());
     run_gemm(operand(dy_data, dy_ld, dy_slots, batch_map, false, dtype),
-             operand(xr.t.const_data_ptr(), xr.ld, in_map, batch_map, false, dtype), grad_w, out_map, in_map,
-             nullptr, false, zero_args(grad_w, out_f, in_f, &out, &in), stream);
+             operand(xr.t.const_data_ptr(), xr.ld, pr.in_act, batch_map, false, dtype), grad_w, out_map, in_map,
+             nullptr, in_map, false, zero_args(grad_w, out_f, in_f, &out, &in), stream);
   }
   if (output_mask[2]) {  // db[o] = sum_b dy'[b, o]
     grad_b = new_output({out_f}, weight.options());

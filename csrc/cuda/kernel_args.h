@@ -83,7 +83,8 @@ struct GemmArgs {
   void* out = nullptr;
   int64_t ld_out = 0;
   ChannelMap out_rows, out_cols;
-  const void* bias = nullptr;  // indexed by real output column; nullptr = none
+  const void* bias = nullptr;  // nullptr = none; element bias_cols(n) is added to output column n
+  ChannelMap bias_cols;        // out_cols, except for a packed output (then the real channels)
   bool relu = false;
   int32_t splits = 1;
   float* workspace = nullptr;

@@ -37,10 +37,16 @@ class SparseLinear(nn.Module):
     noticed too in eager mode; under torch.compile call refresh_indices() after one, since a compiled
     forward uses the cached lists); the int32 index lists the kernels use are rebuilt only when a mask
     changes.
+
+    packed_in / packed_out (default False): the input / output holds only the active channels, in block
+    order (its width changes with the mask). For chains of layers whose masks are tied: SparseMLP sets
+    them on its hidden activations, so no full-size hidden activation is ever written.
     """
 
+    packed_in = packed_out = False  # class defaults: modules pickled before these existed still load
+
     def __init__(self, in_features, out_features, bias=True, block_size=32, device=None, dtype=None,
-                 activation="none", backend=None):
+                 activation="none", backend=None, packed_in=False, packed_out=False):
         super().__init__()
         _check_positive_int(in_features, "in_features")
         _check_positive_int(out_features, "out_features")
@@ -49,12 +55,17 @@ class SparseLinear(nn.Module):
             raise ValueError(f"activation must be 'none' or 'relu', got {activation!r}")
         if backend is not None and backend not in amgp_kernels.BACKENDS:
             raise ValueError(f"backend must be one of {amgp_kernels.BACKENDS} or None, got {backend!r}")
+        for value, name in ((packed_in, "packed_in"), (packed_out, "packed_out")):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
         factory = {"device": device, "dtype": dtype}
         self.in_features = in_features
         self.out_features = out_features
         self.block_size = block_size
         self.activation = activation
         self.backend = backend
+        self.packed_in = packed_in
+        self.packed_out = packed_out
         self.weight = nn.Parameter(torch.empty((out_features, in_features), **factory))
         if bias:
             self.bias = nn.Parameter(torch.empty(out_features, **factory))
@@ -185,13 +196,14 @@ class SparseLinear(nn.Module):
             self.refresh_indices()
         return amgp_kernels.block_linear(
             x, self.weight, self.bias, self.in_index, self.out_index, self.block_size, self.activation,
-            backend=self.backend, validate=False,
+            self.packed_in, self.packed_out, backend=self.backend, validate=False,
         )
 
     def extra_repr(self):
         act = f", activation={self.activation}" if self.activation != "none" else ""
+        packed = "".join(f", {name}=True" for name in ("packed_in", "packed_out") if getattr(self, name))
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-                f"block_size={self.block_size}, density={self.density:.3f}{act}")
+                f"block_size={self.block_size}, density={self.density:.3f}{act}{packed}")
 
     # ----- conversion --------------------------------------------------------------------------
     @classmethod

@@ -11,10 +11,17 @@ class SparseMLP(nn.Module):
     Hidden layers use `activation` (fused into the kernel); the last layer uses `last_activation`
     (None or "none": linear output). Layer l+1's in_mask *is* layer l's out_mask (one shared tensor),
     so pruning a hidden block removes both the channel and every weight that reads it.
+
+    packed (default True): hidden activations hold only their active channels (DESIGN.md "Packed
+    activations"): the first layer reads the full input, the last writes the full output, and nothing in
+    between is full-size. A hidden width that is not a multiple of block_size stays full-size (its packed
+    width would depend on whether the short last block is active, which the GPU backends and
+    torch.compile could only learn by reading the mask back). packed=False keeps every activation
+    full-size; the results are the same.
     """
 
     def __init__(self, sizes, block_size=32, activation="relu", last_activation=None, bias=True, device=None,
-                 dtype=None, backend=None):
+                 dtype=None, backend=None, packed=True):
         super().__init__()
         sizes = list(sizes)
         if len(sizes) < 2:
@@ -26,6 +33,10 @@ class SparseMLP(nn.Module):
                          activation=activation if i < len(sizes) - 2 else last_activation, backend=backend)
             for i in range(len(sizes) - 1)
         )
+        if not isinstance(packed, bool):
+            raise TypeError(f"packed must be a bool, got {type(packed).__name__}")
+        for producer, consumer in zip(self.layers[:-1], self.layers[1:]):
+            producer.packed_out = consumer.packed_in = packed and producer.out_features % block_size == 0
         self._tie_masks()
 
     def _tie_masks(self):

@@ -5,6 +5,8 @@ gather_mm_scatter  index_select of the active channels, mm, index_copy_ into a z
 compacted          the same GEMM on active sub-matrices sliced and made contiguous beforehand:
                    the limit no kernel over these blocks can beat by much
 <backend>          amgp_kernels.block_linear(..., backend=name) for each backend of ours
+<backend>_packed   the same with packed activations, as inside SparseMLP: the output holds only the
+                   active channels, and so does the input in the in_out case (a hidden layer)
 
 "fwd" runs without autograd; "fwd_bwd" also takes the gradients of x, weight and bias (as in
 training) with torch.autograd.grad, so nothing accumulates between iterations.
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 import amgp_kernels
 
 BASELINES = ("dense", "gather_mm_scatter", "compacted")
+PACKED_SUFFIX = "_packed"
 # Bytes of rotated input copies per row: enough copies to defeat caches, not enough to exhaust memory.
 ROTATION_BUDGET_BYTES = 2 << 30
 
@@ -82,10 +85,10 @@ def _gather_mm_scatter(problem, activation):
     return run
 
 
-def _ours(backend, problem, activation):
+def _ours(backend, problem, activation, packed_in=False, packed_out=False):
     def run(x, w, b):
         return amgp_kernels.block_linear(x, w, b, problem.in_blocks, problem.out_blocks, problem.block_size,
-                                         activation, backend=backend, validate=False)
+                                         activation, packed_in, packed_out, backend=backend, validate=False)
 
     return run
 
@@ -109,6 +112,12 @@ def _compacted_inputs(problem, inputs):
                   grads=[cols(g, out_ch).contiguous() for g in inputs.grads])
 
 
+def _packed_inputs(problem, inputs):
+    """The full-size weight and bias, with x and the output gradient holding only the active channels."""
+    compacted = _compacted_inputs(problem, inputs)
+    return Inputs(weight=inputs.weight, bias=inputs.bias, xs=compacted.xs, grads=compacted.grads)
+
+
 def build_step(method, problem, pass_, inputs, activation="none"):
     """step(i): one timed iteration of `method` on input copy i % copies."""
     if method == "dense":
@@ -117,6 +126,9 @@ def build_step(method, problem, pass_, inputs, activation="none"):
         run = _gather_mm_scatter(problem, activation)
     elif method == "compacted":
         run, inputs = _dense(activation), _compacted_inputs(problem, inputs)
+    elif method.endswith(PACKED_SUFFIX):  # x is compacted only when its side is pruned (in_out)
+        run = _ours(method[:-len(PACKED_SUFFIX)], problem, activation, problem.in_blocks is not None, True)
+        inputs = _packed_inputs(problem, inputs)
     else:
         run = _ours(method, problem, activation)
     copies = len(inputs.xs)

@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from . import metrics
 from .cases import CASES, DENSITIES, PASSES, make_problem
-from .methods import BASELINES, build_step, make_inputs, rotation_copies
+from .methods import BASELINES, PACKED_SUFFIX, build_step, make_inputs, rotation_copies
 from .timing import measure_interleaved
 
 # Failures a method may have on some configuration (a backend without this dtype, out of memory):
@@ -34,7 +34,8 @@ class KernelBenchConfig:
 
     @property
     def methods(self):
-        return list(BASELINES) + list(self.backends)
+        """Baselines, then each backend of ours with full-size and with packed activations."""
+        return list(BASELINES) + list(self.backends) + [name + PACKED_SUFFIX for name in self.backends]
 
     def group_count(self):
         """Rows groups (shape, pass, case, density); every method of a group is timed together."""

@@ -3,7 +3,9 @@
 "mlp": the bottom and top MLPs of a DLRM config as a SparseMLP stack, the top MLP reading the
 bottom MLP's output concatenated with a stand-in for the interaction features (DLRM's layout).
 Compared: the same stack of plain nn.Linear + ReLU ("nn_linear"), the SparseMLP stack with every
-block active (AMGP's dense phase) and pruned to each density (its sparse phase).
+block active (AMGP's dense phase) and pruned to each density (its sparse phase), and at each density the
+compacted limit ("compacted": physically smaller nn.Linear layers holding only the active channels,
+see compacted.py).
 "dlrm": the full amgp.DLRM (embeddings, dot interaction, both MLPs), the same three ways
 (sparse=False, i.e. nn.Linear MLPs, as the baseline).
 """
@@ -18,6 +20,7 @@ from .. import SparseMLP, prune_blocks
 from ..pruning import weight_density
 from . import metrics
 from .cases import DLRM_CONFIGS
+from .compacted import compacted_model
 from .timing import measure_interleaved
 
 MODELS = ("mlp", "dlrm")
@@ -103,14 +106,17 @@ def training_step(model, batches, optimizer):
 
 
 def _variants(dense_sparse, densities, torch_model=None):
-    """(method, density, model): the nn.Linear baseline, the dense phase and each sparse phase."""
-    variants = [("nn_linear", 1.0, torch_model)] if torch_model is not None else []
-    variants.append(("dense_phase", 1.0, dense_sparse))
+    """(method, density, model, MLP weight density): the nn.Linear baseline, the dense phase, and each sparse
+    phase with its compacted limit."""
+    variants = [("nn_linear", 1.0, torch_model, 1.0)] if torch_model is not None else []
+    variants.append(("dense_phase", 1.0, dense_sparse, 1.0))
     for density in densities:
         if density < 1.0:
             pruned = copy.deepcopy(dense_sparse)
             prune_blocks(pruned, density)
-            variants.append(("sparse_phase", density, pruned))
+            active = weight_density(pruned)
+            variants += [("sparse_phase", density, pruned, active),
+                         ("compacted", density, compacted_model(pruned), active)]
     return variants
 
 
@@ -137,16 +143,16 @@ def run_training_benchmarks(model_kinds, config_name, batch, densities, device="
             bar.set_postfix_str(f"{kind}:{config_name}")
             sparse, baseline, batches = _models_and_batches(kind, config_name, batch, copies, device, dtype,
                                                             block_size, backend, seed)
-            variants = {f"{method}@{density:g}": (method, density, model)
-                        for method, density, model in _variants(sparse, densities, baseline)}
+            variants = {f"{method}@{density:g}": (method, density, model, active)
+                        for method, density, model, active in _variants(sparse, densities, baseline)}
             steps = {name: training_step(model, batches, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE))
-                     for name, (_, _, model) in variants.items()}
+                     for name, (_, _, model, _) in variants.items()}
             timings, _ = measure_interleaved(steps, warmup, repeats, device)
             group = [{"model": f"{kind}:{config_name}", "batch": batch, "method": method, "density": density,
-                      "weight_density": weight_density(model), "dtype": str(dtype).replace("torch.", ""),
+                      "weight_density": active, "dtype": str(dtype).replace("torch.", ""),
                       "block_size": block_size, "backend": backend or "auto", "error": None,
                       **timings[name].summary()}
-                     for name, (method, density, model) in variants.items()]
+                     for name, (method, density, model, active) in variants.items()]
             _add_training_ratios(group)
             rows += group
             bar.update()
@@ -154,10 +160,15 @@ def run_training_benchmarks(model_kinds, config_name, batch, densities, device="
 
 
 def _add_training_ratios(group):
-    by_method = {r["method"]: r["median_ms"] for r in group if r["method"] != "sparse_phase"}
+    """Speedups over the nn.Linear model and the dense phase; fraction of the compacted limit at the row's
+    density (the nn.Linear model is the limit of the dense phase)."""
+    by_method = {r["method"]: r["median_ms"] for r in group if r["density"] == 1.0}
+    limits = {r["density"]: r["median_ms"] for r in group if r["method"] == "compacted"}
+    limits[1.0] = by_method.get("nn_linear")
     for row in group:
         row["speedup_vs_nn_linear"] = metrics.speedup(by_method.get("nn_linear"), row["median_ms"])
         row["speedup_vs_dense_phase"] = metrics.speedup(by_method.get("dense_phase"), row["median_ms"])
+        row["fraction_of_limit"] = metrics.fraction_of_limit(limits.get(row["density"]), row["median_ms"])
 
 
 def dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size, backend, seed):
