@@ -34,6 +34,24 @@ def test_sequential_mlp_is_converted_in_place_with_tied_masks_and_fused_relu():
         (model[0], (model[2],)), (model[2], (model[5],))]
 
 
+def test_hidden_activations_pass_packed_with_the_same_results_as_full_size():
+    packed, full = sparsify(stock_mlp(), block_size=8), sparsify(stock_mlp(), block_size=8, packed=False)
+    assert (packed[0].packed_out, packed[2].packed_in, packed[2].packed_out, packed[5].packed_in) == (True,) * 4
+    assert not packed[0].packed_in and not packed[5].packed_out  # the model's input and output stay full-size
+    assert not any(m.packed_in or m.packed_out for m in full if isinstance(m, SparseLinear))
+    widths = []
+    packed[4].register_forward_hook(lambda module, inputs, output: widths.append(output.shape[-1]))  # the Dropout
+    for model in (packed, full):
+        prune_blocks(model, 0.5)
+    x = torch.randn(6, 12)
+    torch.testing.assert_close(packed(x), full(x), rtol=0, atol=0)
+    assert widths == [16]  # 2 of the 4 blocks of 8 channels: only the active ones flow between the layers
+    odd = sparsify(nn.Sequential(nn.Linear(4, 12), nn.ReLU(), nn.Linear(12, 3)), block_size=8)
+    assert not odd[0].packed_out and odd[2].mask_producer is odd[0]  # 12 channels: a short block, kept full-size
+    with pytest.raises(TypeError, match="packed"):
+        sparsify(stock_mlp(), packed="yes")
+
+
 def test_state_dict_loads_into_the_stock_model_and_back_strictly_at_full_density():
     model = sparsify(stock_mlp(), block_size=8)
     stock = stock_mlp(seed=1)

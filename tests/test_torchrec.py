@@ -60,6 +60,8 @@ def test_sparsify_converts_every_mlp_layer_ties_chains_and_fuses_relu():
     # Tied producers run their ReLU in the kernel; the bottom MLP's last layer feeds the interaction: kept as is.
     assert [layers[n].activation for n in LINEARS] == ["relu", "relu", "none", "relu", "relu", "none"]
     assert model.dense_arch.model._mlp[2]._activation_fn is torch.relu
+    assert [(layers[n].packed_in, layers[n].packed_out) for n in LINEARS] == [
+        (False, True), (True, True), (True, False), (False, True), (True, True), (True, False)]
     assert isinstance(model.over_arch.model[0]._mlp[1]._activation_fn, nn.Identity)
     dense, kjt = batch()
     torch.testing.assert_close(model(dense, kjt), stock(dense, kjt))

@@ -2,9 +2,9 @@
 
 Every nn.Linear becomes a SparseLinear holding the same Parameter objects (same state_dict keys,
 device, dtype; an optimizer built before keeps working). Chains of layers that feed each other get
-tied masks (the consumer's in_mask *is* the producer's out_mask) and a fused ReLU, so that
-GrowPruneSchedule / prune_blocks prune both sides of every hidden GEMM, as in SparseMLP. Chains are
-found in pipelines (nn.Sequential, nested or not: Linear, element-wise steps such as ReLU or Dropout,
+tied masks (the consumer's in_mask *is* the producer's out_mask), a fused ReLU and packed activations
+(only the active channels flow between them), so that GrowPruneSchedule / prune_blocks prune both
+sides of every hidden GEMM, as in SparseMLP. Chains are found in pipelines (nn.Sequential, nested or not: Linear, element-wise steps such as ReLU or Dropout,
 Linear) and taken from the caller (`chains`) where the wiring is in forward code. A layer whose
 output may be read by anything but tied layers keeps its output side dense.
 """
@@ -44,7 +44,7 @@ def sequential_steps(module):
     return None
 
 
-def sparsify(module, block_size=32, *, chains=None, filter_fn=None, fuse_relu=True, backend=None,
+def sparsify(module, block_size=32, *, chains=None, filter_fn=None, fuse_relu=True, packed=True, backend=None,
              pipeline_steps=sequential_steps):
     """Turn `module`'s nn.Linear layers into SparseLinear in place, tie the masks of chains, fuse ReLUs.
 
@@ -54,7 +54,10 @@ def sparsify(module, block_size=32, *, chains=None, filter_fn=None, fuse_relu=Tr
     feeds all of them; every reader of its output must be named. filter_fn(linear, name) -> bool
     chooses the layers to convert (default: all). fuse_relu: an nn.ReLU / torch.relu step right
     after a tied producer runs inside its kernel (the step becomes nn.Identity, no state_dict key
-    changes). pipeline_steps(module) -> [(attr, step)] or None says which modules run their children
+    changes). packed: a tied producer writes, and its consumers read, only the active channels (as
+    SparseMLP's hidden activations; a width that is not a multiple of block_size stays full-size); the
+    steps between see that narrower tensor, and so does a forward pre-hook on a consumer.
+    packed=False keeps every activation full-size (same results). pipeline_steps(module) -> [(attr, step)] or None says which modules run their children
     in order (default: nn.Sequential); integrations extend it (amgp.torchrec).
 
     Only exact nn.Linear instances are converted: a subclass may compute something else in its
@@ -79,11 +82,13 @@ def sparsify(module, block_size=32, *, chains=None, filter_fn=None, fuse_relu=Tr
     uses = _use_counts(module)
     names = {id(m): n for n, m in module.named_modules()}
     ties = []
+    if not isinstance(packed, bool):
+        raise TypeError(f"packed must be a bool, got {type(packed).__name__}")
     for sub in module.modules():
         if pipeline_steps(sub) is not None:
-            ties += _tie_pipeline(sub, pipeline_steps, names, uses, fuse_relu)
+            ties += _tie_pipeline(sub, pipeline_steps, names, uses, fuse_relu, packed)
     for chain in chains:
-        ties += _tie_named_chain(module, chain)
+        ties += _tie_named_chain(module, chain, packed)
     if ties:
         module._register_load_state_dict_pre_hook(_TiedMaskCheck(sorted(set(ties))))
     return module
@@ -146,7 +151,13 @@ def _is_relu(value):
     return (type(value) is nn.ReLU and not value._forward_hooks) or any(value is f for f in RELU)
 
 
-def _tie_pipeline(pipeline, pipeline_steps, names, uses, fuse_relu):
+def _tie(producer, consumer, packed):
+    """Tie consumer's in_mask to producer's out_mask; pass the activation packed when asked and possible."""
+    consumer.tie_in_mask(producer)
+    producer.packed_out = consumer.packed_in = packed and producer.out_features % producer.block_size == 0
+
+
+def _tie_pipeline(pipeline, pipeline_steps, names, uses, fuse_relu, packed):
     """Tie every SparseLinear of the pipeline to the next SparseLinear when only element-wise steps lie
     between them; fuse a ReLU right after the producer. Returns the (producer, consumer) names tied
     (`names`: id(module) -> its name in the model; `uses`: id(module) -> places that hold it)."""
@@ -163,8 +174,7 @@ def _tie_pipeline(pipeline, pipeline_steps, names, uses, fuse_relu):
         if (not isinstance(consumer, SparseLinear) or uses[id(consumer)] > 1
                 or (consumer.in_features, consumer.block_size) != (producer.out_features, producer.block_size)):
             continue
-        if consumer.mask_producer is not producer:
-            consumer.tie_in_mask(producer)
+        _tie(producer, consumer, packed)
         if fuse_relu and j > i + 1 and _is_relu(steps[i + 1].value) and producer.activation == "none":
             relu = steps[i + 1]
             setattr(relu.parent, relu.attr, nn.Identity())
@@ -183,7 +193,7 @@ def _check_chains(chains):
     return [list(chain) for chain in chains]
 
 
-def _tie_named_chain(root, chain):
+def _tie_named_chain(root, chain, packed):
     layers = []
     for name in chain:
         try:
@@ -196,7 +206,7 @@ def _tie_named_chain(root, chain):
         layers.append(layer)
     for (producer_name, producer), (consumer_name, consumer) in zip(zip(chain, layers), zip(chain[1:], layers[1:])):
         try:
-            consumer.tie_in_mask(producer)
+            _tie(producer, consumer, packed)
         except ValueError as error:
             raise ValueError(f"chains: cannot tie {producer_name!r} -> {consumer_name!r}: {error}") from None
     return list(zip(chain, chain[1:]))
