@@ -3,12 +3,15 @@
 Environment switches (each has a default):
   AMGP_CUDA=0|1          force the CUDA sources off / on (default: on when torch.version.cuda
                          is set and a CUDA toolkit is found; no GPU is needed to compile)
-  CUDA_HOME              CUDA toolkit (default: /usr/local/cuda when it has bin/nvcc and lib64)
+  CUDA_HOME              CUDA toolkit (default: CUDA_PATH, else /usr/local/cuda, else the toolkit the nvcc on
+                         PATH reports; a toolkit has bin/nvcc and include/cuda_runtime_api.h)
   TORCH_CUDA_ARCH_LIST   archs to compile (default "8.0;9.0" when no GPU is visible)
   MAX_JOBS               parallel compile jobs (ninja)
 """
 import glob
 import os
+import shutil
+import subprocess
 import sys
 
 from setuptools import setup
@@ -17,13 +20,38 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCHS = "8.0;9.0"
 
 
-def find_cuda_home():
-    """CUDA_HOME if set, else /usr/local/cuda. torch's own guess from an nvcc symlink in
-    /usr/local/bin points at /usr/local, which has no lib64, so it is not used."""
-    for candidate in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if candidate and os.path.exists(os.path.join(candidate, "bin", "nvcc")):
-            return candidate
+def _toolkit_of_nvcc_on_path():
+    """The toolkit the nvcc on PATH belongs to, as nvcc itself reports it (its TOP directory): an nvcc
+    symlink or wrapper script in /usr/local/bin makes torch guess /usr/local, which is no toolkit."""
+    nvcc = shutil.which("nvcc")
+    if not nvcc:
+        return None
+    try:
+        dry_run = subprocess.run([nvcc, "--dryrun", "-c", "probe.cu"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in (dry_run.stdout + dry_run.stderr).splitlines():
+        if line.startswith("#$ TOP="):
+            return os.path.realpath(line[len("#$ TOP="):].strip())
     return None
+
+
+def _is_toolkit(path):
+    return bool(path) and all(os.path.exists(os.path.join(path, *part))
+                              for part in (("bin", "nvcc"), ("include", "cuda_runtime_api.h")))
+
+
+def find_cuda_home():
+    """CUDA_HOME or CUDA_PATH if set, else /usr/local/cuda, else the toolkit of the nvcc on PATH."""
+    for name in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(name) and not _is_toolkit(os.environ[name]):
+            print(f"setup.py: {name}={os.environ[name]} has no bin/nvcc and include/cuda_runtime_api.h: ignored",
+                  file=sys.stderr)
+    for candidate in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if _is_toolkit(candidate):
+            return candidate
+    found = _toolkit_of_nvcc_on_path()
+    return found if _is_toolkit(found) else None
 
 
 def want_cuda(torch_cuda_version, cuda_home):

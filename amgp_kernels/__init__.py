@@ -9,7 +9,7 @@ from .backends import BACKENDS, BackendUnavailableError, available_backends, get
 if _C is not None:  # autograd of the compiled ops is registered in C++ (csrc/autograd.cpp)
     from .autograd import register_fakes as _register_fakes
 
-    _register_fakes("amgp::block_linear", "amgp::block_linear_backward")
+    _register_fakes("amgp::block_linear", "amgp::block_linear_backward", "amgp::_block_linear_forward")
 
 __all__ = [
     "BACKENDS",

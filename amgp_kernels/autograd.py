@@ -26,8 +26,19 @@ def fake_forward(x, weight, bias, in_blocks, out_blocks, block_size, activation,
     return x.new_empty((*x.shape[:-1], width))
 
 
+def fake_sharing_forward(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in, packed_out):
+    """_block_linear_forward: the output, and the packed weight the CPU kernel hands to its backward (empty
+    when every block is active, and on CUDA, whose kernels read the weight in place)."""
+    y = fake_forward(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in, packed_out)
+    if x.device.type != "cpu" or (in_blocks is None and out_blocks is None):
+        return y, x.new_empty((0,))
+    out_features, in_features = weight.shape
+    return y, x.new_empty((packed_width(out_blocks, out_features, block_size),
+                           packed_width(in_blocks, in_features, block_size)))
+
+
 def fake_backward(grad_y, x, weight, y, in_blocks, out_blocks, block_size, activation, packed_in, packed_out,
-                  output_mask):
+                  output_mask, packed_weight=None):
     empty = x.new_empty((0,))
     return (
         x.new_empty(x.shape) if output_mask[0] else empty,
@@ -57,9 +68,11 @@ def make_backward(backward_op):
     return backward
 
 
-def register_fakes(forward_name, backward_name):
+def register_fakes(forward_name, backward_name, sharing_forward_name=None):
     torch.library.register_fake(forward_name)(fake_forward)
     torch.library.register_fake(backward_name)(fake_backward)
+    if sharing_forward_name is not None:
+        torch.library.register_fake(sharing_forward_name)(fake_sharing_forward)
 
 
 def register(forward_name, backward_name):

@@ -84,7 +84,12 @@ def _compiled_op(name, device):
 def _triton_op(device):
     module = _triton_module()
     if module is None:
-        raise _unavailable("triton", "is not available (triton not importable or no GPU)")
+        try:
+            from . import triton as triton_backend
+            why = triton_backend.UNAVAILABLE_REASON
+        except ImportError as error:
+            why = str(error)
+        raise _unavailable("triton", f"is not available ({why})")
     if device.type != "cuda" and not module.INTERPRET:
         raise _unavailable("triton", f"runs on CUDA tensors (or on CPU under TRITON_INTERPRET=1) but x is on {device}")
     return module.block_linear_triton

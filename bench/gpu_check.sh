@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check for amgp on a fresh CUDA machine (no network needed), run from anywhere:
 #   bash bench/gpu_check.sh            # logs and results go to $OUT (default ./gpu_out)
-# Stages: environment, build (pip install -e, MAX_JOBS=16), the test suite with the GPU tests,
+# Stages: environment, build (pip install -e, MAX_JOBS=16), the test suite with the GPU tests, the long
+# fuzz (FUZZ_EXAMPLES cases per backend, default 1000; counts in $OUT/fuzz_counts.json),
 # compute-sanitizer memcheck over small forward/backward runs of every dtype, the GPU benchmark
 # (amgp.bench), then a compute-sanitizer racecheck of the same runs. Every stage runs even if an earlier one failed (the ones that need
 # the build are skipped when it failed); a table of stage results prints last; the exit status is
@@ -64,7 +65,8 @@ skip_stage() {
 }
 
 # --- environment -------------------------------------------------------------------------------
-run_stage env 60 bash -c "nvidia-smi; $PYTHON -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.get_device_name(0))'; command -v nvcc; nvcc --version 2>/dev/null | tail -1; echo CUDA_HOME=\${CUDA_HOME:-}"
+# Every check must pass (set -e): a missing GPU, torch without CUDA or no nvcc fails the stage.
+run_stage env 60 bash -eo pipefail -c "nvidia-smi; $PYTHON -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.get_device_name(0))'; echo CUDA_HOME=\${CUDA_HOME:-}; \"\${CUDA_HOME:+\$CUDA_HOME/bin/}nvcc\" --version | tail -1"
 
 # --- build ---------------------------------------------------------------------------------------
 run_stage build 300 env MAX_JOBS=16 "$PYTHON" -m pip install --no-build-isolation --no-deps -e .
@@ -79,10 +81,15 @@ assert 'cuda' in info['available_backends'], 'the CUDA backend is not usable'
 built=${STATUS[build_info]}
 
 # --- tests ---------------------------------------------------------------------------------------
+# The fuzz runs in its own stage, so that a slow one (the Triton backend compiles and autotunes its kernels
+# for every new shape) cannot use up the time of the stages after it.
 if [ "$built" = ok ]; then
-  run_stage tests 240 "$PYTHON" -m pytest tests -x -q
+  run_stage tests 240 "$PYTHON" -m pytest tests -x -q --ignore=tests/test_fuzz_block_linear.py
+  run_stage fuzz 240 env AMGP_FUZZ_LONG_EXAMPLES="${FUZZ_EXAMPLES:-1000}" AMGP_FUZZ_COUNTS="$OUT/fuzz_counts.json" \
+    "$PYTHON" -m pytest tests/test_fuzz_block_linear.py -q --runslow -k long
 else
   skip_stage tests "no usable CUDA build or GPU (build_info)"
+  skip_stage fuzz "no usable CUDA build or GPU (build_info)"
 fi
 
 # --- compute-sanitizer ---------------------------------------------------------------------------

@@ -25,10 +25,16 @@ TORCH_LIBRARY(amgp, m) {
   // Gradients of block_linear. `y` is the forward output (needed for relu); grad_y and y are in the
   // output's layout, grad_x comes back in x's layout, grad_weight and grad_bias are full-size.
   // Gradients not asked for by output_mask come back as empty tensors.
+  // block_linear that also returns the packed weight its backward would pack again (the active
+  // (out x in) part, contiguous), or an empty tensor when there is none to share (every block active,
+  // or a backend that reads the weight in place). Autograd (csrc/autograd.cpp) saves it for the backward.
+  m.def(
+      "_block_linear_forward(Tensor x, Tensor weight, Tensor? bias, Tensor? in_blocks, Tensor? out_blocks, "
+      "int block_size, str activation, bool packed_in, bool packed_out) -> (Tensor, Tensor)");
   m.def(
       "block_linear_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor? y, "
       "Tensor? in_blocks, Tensor? out_blocks, int block_size, str activation, "
-      "bool packed_in, bool packed_out, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+      "bool packed_in, bool packed_out, bool[3] output_mask, Tensor? packed_weight=None) -> (Tensor, Tensor, Tensor)");
 }
 
 #ifdef AMGP_WITH_CUDA

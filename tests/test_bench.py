@@ -292,17 +292,18 @@ def test_training_benchmark_rows(monkeypatch):
     monkeypatch.setitem(cases.DLRM_CONFIGS, "tiny", small)
     rows = run_training_benchmarks(["mlp"], "tiny", batch=8, densities=[1.0, 0.5], block_size=16, warmup=0,
                                    repeats=1, copies=1, progress=False)
-    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase", "compacted"]
-    sparse, limit = rows[2], rows[3]
+    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase", "compacted", "contract_floor"]
+    sparse, limit, floor = rows[2], rows[3], rows[4]
     assert sparse["density"] == 0.5 and 0 < sparse["weight_density"] < 1
     assert limit["density"] == 0.5 and limit["weight_density"] == sparse["weight_density"]
     assert rows[1]["weight_density"] == 1.0
     assert rows[0]["speedup_vs_nn_linear"] == pytest.approx(1.0)
     assert sparse["speedup_vs_dense_phase"] == pytest.approx(rows[1]["median_ms"] / sparse["median_ms"])
     assert sparse["fraction_of_limit"] == pytest.approx(limit["median_ms"] / sparse["median_ms"])
+    assert sparse["fraction_of_floor"] == pytest.approx(floor["median_ms"] / sparse["median_ms"])
     assert rows[1]["fraction_of_limit"] == pytest.approx(rows[0]["median_ms"] / rows[1]["median_ms"])
     table = report.training_table(rows)
-    assert "speedup vs dense phase" in table and "fraction of limit" in table
+    assert "speedup vs dense phase" in table and "fraction of limit" in table and "fraction of floor" in table
 
 
 def test_compacted_model_is_the_pruned_model_with_smaller_layers():
@@ -324,6 +325,22 @@ def test_compacted_model_is_the_pruned_model_with_smaller_layers():
         (int(layer.out_channel_mask.sum()), int(layer.in_channel_mask.sum())) for layer in layers]
     assert linears[1].weight.shape[1] == 32 < 64  # a hidden side really shrank
     assert isinstance(model.bottom, SparseMLP)  # the pruned model itself is left alone
+
+
+def test_contract_floor_step_runs_the_compacted_backward():
+    from amgp import SparseMLP, prune_blocks
+    from amgp.bench.compacted import compacted_model
+    from amgp.bench.training import contract_floor_step
+
+    torch.manual_seed(0)
+    pruned = SparseMLP([12, 64, 1], block_size=16)
+    prune_blocks(pruned, 0.5)
+    limit = compacted_model(pruned)
+    batches = [((torch.randn(8, 12),), torch.randint(0, 2, (8, 1)).float())]
+    contract_floor_step(limit, pruned, batches)(0)
+    # the compacted GEMMs really ran, forward and backward (their gradients exist, at the compacted shapes)
+    assert all(p.grad is not None and p.grad.shape == p.shape and bool(p.grad.abs().sum() > 0)
+               for p in limit.parameters())
 
 
 def test_weight_density_of_a_pruned_stack():
@@ -354,5 +371,5 @@ def test_training_dlrm_rows(monkeypatch):
     monkeypatch.setitem(cases.DLRM_CONFIGS, "tiny", {"bottom": [13, 64, 16], "top": [27 * 26 // 2 + 16, 64, 1]})
     rows = run_training_benchmarks(["dlrm"], "tiny", batch=8, densities=[0.5], block_size=16, warmup=0, repeats=1,
                                    copies=1, progress=False)
-    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase", "compacted"]
+    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase", "compacted", "contract_floor"]
     assert rows[0]["model"] == "dlrm:tiny" and 0 < rows[2]["weight_density"] < 1

@@ -206,3 +206,40 @@ def test_opcheck_backward_op():
     y = torch.ops.amgp.block_linear(x, w, None, in_b, out_b, 8, "relu")
     torch.library.opcheck(torch.ops.amgp.block_linear_backward.default,
                           (torch.randn_like(y), x, w, y, in_b, out_b, 8, "relu", False, False, [True, True, False]))
+
+
+def test_forward_hands_its_packed_weight_to_the_backward():
+    """_block_linear_forward (what autograd runs when x needs a gradient) returns the packed weight; the
+    backward given it computes exactly what it computes when it packs the weight itself."""
+    gen = torch.Generator().manual_seed(4)
+    in_blocks, out_blocks = random_blocks(5, 0.6, gen), random_blocks(4, 0.5, gen)
+    x = torch.randn(6, int(channel_mask(in_blocks, 40, 8).sum()), generator=gen)
+    w = torch.randn(28, 40, generator=gen)
+    y, packed = torch.ops.amgp._block_linear_forward(x, w, None, in_blocks, out_blocks, 8, "relu", True, True)
+    assert torch.equal(y, torch.ops.amgp.block_linear(x, w, None, in_blocks, out_blocks, 8, "relu", True, True))
+    rows, cols = channel_mask(out_blocks, 28, 8), channel_mask(in_blocks, 40, 8)
+    assert torch.equal(packed, w[rows][:, cols])
+    grad = torch.randn_like(y)
+    args = (grad, x, w, y, in_blocks, out_blocks, 8, "relu", True, True, [True, True, True])
+    for shared, own in zip(torch.ops.amgp.block_linear_backward(*args, packed),
+                           torch.ops.amgp.block_linear_backward(*args)):
+        assert torch.equal(shared, own)
+    torch.library.opcheck(torch.ops.amgp._block_linear_forward.default,
+                          (x, w, None, in_blocks, out_blocks, 8, "relu", True, True))
+    torch.library.opcheck(torch.ops.amgp.block_linear_backward.default, (*args, packed))
+    with pytest.raises(RuntimeError, match="packed_weight must be the contiguous active"):
+        torch.ops.amgp.block_linear_backward(*args, packed.t())
+    _, none = torch.ops.amgp._block_linear_forward(x[:, :0].new_zeros(6, 40), w, None, None, None, 8, "none",
+                                                  False, False)
+    assert none.numel() == 0  # every block active: the backward uses the weight itself
+
+
+def test_autograd_runs_in_cpp():
+    """The compiled op's backward is a C++ autograd node (no Python runs in a training step's backward);
+    without grad mode no graph is recorded."""
+    x = torch.randn(3, 16, requires_grad=True)
+    w = torch.randn(8, 16, requires_grad=True)
+    y = amgp_kernels.block_linear(x, w, None, None, torch.tensor([1], dtype=torch.int32), 4, backend="cpu")
+    assert "BlockLinearFunction" in y.grad_fn.name()
+    with torch.no_grad():
+        assert amgp_kernels.block_linear(x, w, None, None, None, 4, backend="cpu").grad_fn is None

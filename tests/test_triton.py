@@ -21,23 +21,9 @@ DEVICE = "cuda" if GPU else "cpu"
 gpu_only = pytest.mark.skipif(not GPU, reason="needs a CUDA GPU")
 
 
-def _old_interpreter_breaks_on_numpy2():
-    """Triton < 3.8's interpreter converts 1-element arrays with int(), an error in NumPy 2.x: any
-    kernel loop over a runtime bound fails there (an upstream defect, fixed in triton 3.8)."""
-    import numpy
-
-    version = tuple(int(part) for part in triton.__version__.split(".")[:2])
-    try:
-        int(numpy.array([1]))
-    except TypeError:
-        return triton_backend.INTERPRET and version < (3, 8)
-    return False
-
-
-if _old_interpreter_breaks_on_numpy2():
-    pytest.skip(f"triton {triton.__version__}'s interpreter cannot run loops with NumPy 2.x; use triton >= 3.8 "
-                "or a GPU (python -m amgp_kernels.triton.aot still checks the compiled kernels)",
-                allow_module_level=True)
+if not triton_backend.AVAILABLE:
+    pytest.skip(f"the triton backend cannot run here: {triton_backend.UNAVAILABLE_REASON} "
+                "(python -m amgp_kernels.triton.aot still checks the compiled kernels)", allow_module_level=True)
 
 
 @pytest.fixture(autouse=True)

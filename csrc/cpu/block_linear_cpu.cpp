@@ -129,11 +129,13 @@ Tensor packed_input(const Tensor& x2, const BlockRuns& in_runs, bool packed_in) 
   return x_p;
 }
 
-// The active (out x in) part of the weight, packed (the weight itself when every block is active).
+// The active (out x in) part of the weight, packed (the weight itself when every block is active), in
+// this thread's scratch, or in a tensor of its own when it is `kept` for the backward.
 template <typename scalar_t>
-Tensor packed_weight(const Tensor& w, const BlockRuns& in_runs, const BlockRuns& out_runs) {
+Tensor packed_weight(const Tensor& w, const BlockRuns& in_runs, const BlockRuns& out_runs, bool kept = false) {
   if (in_runs.all && out_runs.all) return w;
-  Tensor w_p = scratch(Scratch::kWeight, out_runs.channels, in_runs.channels, w.options());
+  Tensor w_p = kept ? at::empty({out_runs.channels, in_runs.channels}, w.options())
+                    : scratch(Scratch::kWeight, out_runs.channels, in_runs.channels, w.options());
   pack_submatrix(w.const_data_ptr<scalar_t>(), w.size(1), out_runs, in_runs, w_p.mutable_data_ptr<scalar_t>());
   return w_p;
 }
@@ -157,9 +159,11 @@ scalar_t identity(scalar_t v, int64_t) {
   return v;
 }
 
+// y = act(x_p @ W_p^T + b) in the output's layout. With `kept_weight`, W_p is returned there for the
+// backward (undefined when every block is active: the backward uses the weight itself).
 Tensor forward_2d(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias_opt,
                   const BlockRuns& in_runs, const BlockRuns& out_runs, Activation act, bool packed_in,
-                  bool packed_out) {
+                  bool packed_out, Tensor* kept_weight) {
   const int64_t batch = x.size(0), out_f = weight.size(0);
   Tensor bias = bias_opt.has_value() ? *bias_opt : Tensor();
   if (bias.defined()) bias = bias.contiguous();
@@ -167,7 +171,8 @@ Tensor forward_2d(const Tensor& x, const Tensor& weight, const c10::optional<Ten
   Tensor y;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "block_linear_cpu", [&] {
     const Tensor x_p = packed_input<scalar_t>(x, in_runs, packed_in);
-    const Tensor w_p = packed_weight<scalar_t>(weight, in_runs, out_runs);
+    const Tensor w_p = packed_weight<scalar_t>(weight, in_runs, out_runs, kept_weight != nullptr);
+    if (kept_weight != nullptr && !(in_runs.all && out_runs.all)) *kept_weight = w_p;
     if (out_runs.all || packed_out) {
       // The output is the GEMM's own layout: one addmm (bias fused by BLAS), activation in place.
       y = new_output({batch, out_runs.channels}, x.options());
@@ -211,16 +216,34 @@ Problem prepare(const Tensor& x, const Tensor& weight, const c10::optional<Tenso
   return p;
 }
 
-Tensor block_linear_cpu(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
-                        const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks,
-                        int64_t block_size, c10::string_view activation, bool packed_in, bool packed_out) {
+std::tuple<Tensor, Tensor> forward_cpu(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
+                                       const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks,
+                                       int64_t block_size, c10::string_view activation, bool packed_in,
+                                       bool packed_out, bool keep_weight) {
   const Problem p = prepare(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in,
                             "amgp.block_linear");
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
   out_shape.back() = packed_out ? p.out_runs.channels : p.out_f;
   const Tensor x2 = as_matrix(x);
-  Tensor y = forward_2d(x2, weight.contiguous(), bias, p.in_runs, p.out_runs, p.act, packed_in, packed_out);
-  return y.view(out_shape);
+  Tensor kept;
+  Tensor y = forward_2d(x2, weight.contiguous(), bias, p.in_runs, p.out_runs, p.act, packed_in, packed_out,
+                        keep_weight ? &kept : nullptr);
+  return {y.view(out_shape), kept.defined() ? kept : at::empty({0}, x.options())};
+}
+
+Tensor block_linear_cpu(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
+                        const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks,
+                        int64_t block_size, c10::string_view activation, bool packed_in, bool packed_out) {
+  return std::get<0>(
+      forward_cpu(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in, packed_out, false));
+}
+
+std::tuple<Tensor, Tensor> block_linear_forward_cpu(const Tensor& x, const Tensor& weight,
+                                                    const c10::optional<Tensor>& bias,
+                                                    const c10::optional<Tensor>& in_blocks,
+                                                    const c10::optional<Tensor>& out_blocks, int64_t block_size,
+                                                    c10::string_view activation, bool packed_in, bool packed_out) {
+  return forward_cpu(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in, packed_out, true);
 }
 
 // dy' = dy through the activation, over the active output channels only: (batch, out active).
@@ -254,7 +277,8 @@ Tensor grad_through_activation(const Tensor& dy, const Tensor& y, const BlockRun
 std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
     const Tensor& grad_y, const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& y_opt,
     const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks, int64_t block_size,
-    c10::string_view activation, bool packed_in, bool packed_out, std::array<bool, 3> output_mask) {
+    c10::string_view activation, bool packed_in, bool packed_out, std::array<bool, 3> output_mask,
+    const c10::optional<Tensor>& saved_weight) {
   const char* op = "amgp.block_linear_backward";
   const Problem p = prepare(x, weight, c10::nullopt, in_blocks, out_blocks, block_size, activation, packed_in, op);
   const BlockRuns &in_runs = p.in_runs, &out_runs = p.out_runs;
@@ -279,7 +303,13 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
     const Tensor dy_p = grad_through_activation<scalar_t>(dy, y2, out_runs, packed_out);
 
     if (output_mask[0]) {  // dx = dy' @ W, in x's layout
-      const Tensor w_p = packed_weight<scalar_t>(w, in_runs, out_runs);
+      const bool shared = saved_weight.has_value() && saved_weight->numel() > 0;
+      if (shared)
+        TORCH_CHECK(saved_weight->sizes() == at::IntArrayRef({out_runs.channels, in_runs.channels}) &&
+                        saved_weight->is_contiguous() && saved_weight->scalar_type() == w.scalar_type(),
+                    op, ": packed_weight must be the contiguous active (", out_runs.channels, " x ",
+                    in_runs.channels, ") part of the weight, got ", saved_weight->sizes());
+      const Tensor w_p = shared ? *saved_weight : packed_weight<scalar_t>(w, in_runs, out_runs);
       if (in_runs.all || packed_in) {
         grad_x = new_output({batch, in_runs.channels}, x.options());
         at::mm_out(grad_x, dy_p, w_p);
@@ -339,5 +369,6 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
 
 TORCH_LIBRARY_IMPL(amgp, CPU, m) {
   m.impl("block_linear", &amgp::block_linear_cpu);
+  m.impl("_block_linear_forward", &amgp::block_linear_forward_cpu);
   m.impl("block_linear_backward", &amgp::block_linear_backward_cpu);
 }

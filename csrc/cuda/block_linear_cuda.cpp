@@ -304,7 +304,8 @@ Tensor block_linear_cuda(const Tensor& x, const Tensor& weight, const c10::optio
 std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
     const Tensor& grad_y, const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& y_opt,
     const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks, int64_t block_size,
-    c10::string_view activation, bool packed_in, bool packed_out, std::array<bool, 3> output_mask) {
+    c10::string_view activation, bool packed_in, bool packed_out, std::array<bool, 3> output_mask,
+    const c10::optional<Tensor>& /*packed_weight: the kernels read the weight in place, none is shared*/) {
   const char* op = "amgp.block_linear_backward";
   const c10::cuda::CUDAGuard guard(cuda_device_of(x, op));
   const Problem pr = prepare(x, weight, c10::nullopt, in_blocks, out_blocks, block_size, activation, packed_in,
@@ -404,10 +405,21 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cuda(
   return {grad_x, grad_w, grad_b};
 }
 
+// The kernels read the weight in place: there is no packed weight to hand to the backward.
+std::tuple<Tensor, Tensor> block_linear_forward_cuda(const Tensor& x, const Tensor& weight,
+                                                     const c10::optional<Tensor>& bias,
+                                                     const c10::optional<Tensor>& in_blocks,
+                                                     const c10::optional<Tensor>& out_blocks, int64_t block_size,
+                                                     c10::string_view activation, bool packed_in, bool packed_out) {
+  Tensor y = block_linear_cuda(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in, packed_out);
+  return {y, at::empty({0}, x.options())};
+}
+
 }  // namespace
 }  // namespace amgp
 
 TORCH_LIBRARY_IMPL(amgp, CUDA, m) {
   m.impl("block_linear", &amgp::block_linear_cuda);
+  m.impl("_block_linear_forward", &amgp::block_linear_forward_cuda);
   m.impl("block_linear_backward", &amgp::block_linear_backward_cuda);
 }

@@ -5,7 +5,9 @@ bottom MLP's output concatenated with a stand-in for the interaction features (D
 Compared: the same stack of plain nn.Linear + ReLU ("nn_linear"), the SparseMLP stack with every
 block active (AMGP's dense phase) and pruned to each density (its sparse phase), and at each density the
 compacted limit ("compacted": physically smaller nn.Linear layers holding only the active channels,
-see compacted.py).
+see compacted.py) and the contract floor ("contract_floor": the compacted model's forward and backward
+plus what DESIGN.md's op contract adds whatever the kernels do: full-size weight gradients written out,
+zeros included, and the optimizer step over the full-size parameters).
 "dlrm": the full amgp.DLRM (embeddings, dot interaction, both MLPs), the same three ways
 (sparse=False, i.e. nn.Linear MLPs, as the baseline).
 """
@@ -105,9 +107,38 @@ def training_step(model, batches, optimizer):
     return step
 
 
+def contract_floor_step(compacted, pruned, batches):
+    """step(i): the compacted model's forward and backward, then fresh full-size zero gradients for every
+    parameter of the pruned model and an SGD step over its full-size parameters (stand-ins of its shapes).
+    What no implementation of the op contract can avoid: parameters, gradients and so the optimizer's work
+    keep their full size."""
+    loss_fn = nn.BCEWithLogitsLoss()
+    logits = _logits(compacted)
+    parameters = list(compacted.parameters())
+    full_size = [torch.zeros_like(p) for p in pruned.parameters()]
+    optimizer = torch.optim.SGD(full_size, lr=LEARNING_RATE)
+
+    def step(i):
+        inputs, label = batches[i % len(batches)]
+        for p in parameters:
+            p.grad = None
+        loss_fn(logits(*inputs), label).backward()
+        for p in full_size:
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+
+    return step
+
+
+def _step(method, model, batches):
+    if method == "contract_floor":
+        return contract_floor_step(*model, batches)
+    return training_step(model, batches, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE))
+
+
 def _variants(dense_sparse, densities, torch_model=None):
     """(method, density, model, MLP weight density): the nn.Linear baseline, the dense phase, and each sparse
-    phase with its compacted limit."""
+    phase with its compacted limit and contract floor (whose model is the pair (compacted, pruned))."""
     variants = [("nn_linear", 1.0, torch_model, 1.0)] if torch_model is not None else []
     variants.append(("dense_phase", 1.0, dense_sparse, 1.0))
     for density in densities:
@@ -115,8 +146,9 @@ def _variants(dense_sparse, densities, torch_model=None):
             pruned = copy.deepcopy(dense_sparse)
             prune_blocks(pruned, density)
             active = weight_density(pruned)
-            variants += [("sparse_phase", density, pruned, active),
-                         ("compacted", density, compacted_model(pruned), active)]
+            limit = compacted_model(pruned)
+            variants += [("sparse_phase", density, pruned, active), ("compacted", density, limit, active),
+                         ("contract_floor", density, (limit, pruned), active)]
     return variants
 
 
@@ -145,8 +177,7 @@ def run_training_benchmarks(model_kinds, config_name, batch, densities, device="
                                                             block_size, backend, seed)
             variants = {f"{method}@{density:g}": (method, density, model, active)
                         for method, density, model, active in _variants(sparse, densities, baseline)}
-            steps = {name: training_step(model, batches, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE))
-                     for name, (_, _, model, _) in variants.items()}
+            steps = {name: _step(method, model, batches) for name, (method, _, model, _) in variants.items()}
             timings, _ = measure_interleaved(steps, warmup, repeats, device)
             group = [{"model": f"{kind}:{config_name}", "batch": batch, "method": method, "density": density,
                       "weight_density": active, "dtype": str(dtype).replace("torch.", ""),
@@ -160,15 +191,17 @@ def run_training_benchmarks(model_kinds, config_name, batch, densities, device="
 
 
 def _add_training_ratios(group):
-    """Speedups over the nn.Linear model and the dense phase; fraction of the compacted limit at the row's
-    density (the nn.Linear model is the limit of the dense phase)."""
+    """Speedups over the nn.Linear model and the dense phase; fractions of the compacted limit and of the
+    contract floor at the row's density (the nn.Linear model is both at density 1)."""
     by_method = {r["method"]: r["median_ms"] for r in group if r["density"] == 1.0}
     limits = {r["density"]: r["median_ms"] for r in group if r["method"] == "compacted"}
-    limits[1.0] = by_method.get("nn_linear")
+    floors = {r["density"]: r["median_ms"] for r in group if r["method"] == "contract_floor"}
+    limits[1.0] = floors[1.0] = by_method.get("nn_linear")
     for row in group:
         row["speedup_vs_nn_linear"] = metrics.speedup(by_method.get("nn_linear"), row["median_ms"])
         row["speedup_vs_dense_phase"] = metrics.speedup(by_method.get("dense_phase"), row["median_ms"])
         row["fraction_of_limit"] = metrics.fraction_of_limit(limits.get(row["density"]), row["median_ms"])
+        row["fraction_of_floor"] = metrics.fraction_of_limit(floors.get(row["density"]), row["median_ms"])
 
 
 def dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size, backend, seed):
