@@ -68,6 +68,16 @@ def test_malformed_criteo_line_is_a_clear_error_or_skipped(tmp_path, capsys):
     (["--data-generation", "dataset"], "--raw-data-file"),
     (["--checkpoint-freq", "5"], "--save-model"),
     (["--num-threads", "0"], "--num-threads"),
+    (["--compare", "dense,pruned"], "--compare"),
+    (["--compare", "amgp,amgp"], "--compare"),
+    (["--seeds", "0"], "--seeds"),
+    (["--recurring-drift", "1.5"], "--recurring-drift"),
+    (["--recurring-fraction", "0"], "--recurring-fraction"),
+    (["--recurring-steps", "-1"], "--recurring-steps"),
+    (["--data-randomize", "day"], "--data-randomize"),
+    (["--seeds", "2", "--load-model", "run.pt"], "--load-model"),
+    (["--compare", "--load-model", "run.pt"], "--load-model"),
+    (["--static-prune", "--compare"], "--static-prune"),
 ])
 def test_bad_values_are_argparse_errors(args, message, capsys):
     parser = build_parser()
@@ -80,6 +90,13 @@ def test_bad_values_are_argparse_errors(args, message, capsys):
 def test_every_flag_reaches_the_config():
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(vars(build_parser().parse_args([]))) - set(CLI_ONLY) <= fields
+
+
+def test_compare_defaults_to_dense_and_amgp():
+    parser = build_parser()
+    assert parser.parse_args(["--compare"]).compare == ["dense", "amgp"]
+    assert parser.parse_args(["--compare", "static,dense"]).compare == ["static", "dense"]
+    assert parser.parse_args([]).compare is None
 
 
 def test_flags_map_to_the_config():

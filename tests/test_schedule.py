@@ -225,3 +225,30 @@ def test_grown_entries_start_with_neighbouring_second_moments(name):
     torch.testing.assert_close(state[key][pruned], kept_mean.expand(int(pruned.sum())))
     if name == "adam":
         assert (state["exp_avg"][pruned] == 0).all()
+
+
+def test_static_plan_ends_pruned_only_when_asked():
+    assert plan_phases(20, warmup=4, final_dense=0, dense_steps=0, cycles=1, end_full_size=False) == [
+        Phase(0, "warmup", 0, 4), Phase(1, "sparse", 4, 20)]
+    with pytest.raises(ValueError, match="final_dense"):
+        plan_phases(20, warmup=4, final_dense=0, dense_steps=0, cycles=1)
+    model = tiny_model()
+    optimizer = torch.optim.Adagrad(model.parameters(), lr=0.05)
+    schedule = GrowPruneSchedule(model, 10, optimizer, density=0.5, warmup=3, final_dense=0, dense_steps=0, cycles=1,
+                                 end_full_size=False)
+    train_steps(model, optimizer, schedule, 10)
+    assert schedule.density < 1 and schedule.phase_steps == {"warmup": 3, "sparse": 7, "dense": 0, "final": 0}
+    assert schedule.samples == 160 and schedule.summary()["samples"] == 160
+
+
+def test_a_plan_without_sparse_phases_leaves_a_pruned_model_as_it_is():
+    """Warm-starting a pruned model with a dense (cycles=0) schedule keeps its masks and counts its real FLOPs."""
+    model = tiny_model()
+    amgp.prune_blocks(model, 0.5)
+    masks = [m.out_mask.clone() for m in model.modules() if isinstance(m, amgp.SparseLinear)]
+    optimizer = torch.optim.Adagrad(model.parameters(), lr=0.05)
+    schedule = GrowPruneSchedule(model, 4, optimizer, cycles=0)
+    train_steps(model, optimizer, schedule, 4)
+    assert all(torch.equal(m.out_mask, old) for m, old in
+               zip((m for m in model.modules() if isinstance(m, amgp.SparseLinear)), masks))
+    assert 0 < schedule.flops_saving < 1

@@ -41,13 +41,17 @@ def block_magnitude(layer, consumers=()):
     return score
 
 
+def blocks_kept(n_blocks, density):
+    """How many of `n_blocks` blocks a layer pruned to `density` keeps: max(1, round(density * n))."""
+    return max(1, round(density * n_blocks))
+
+
 def keep_top_blocks(score, density):
-    """Bool mask keeping the max(1, round(density * n)) highest-scoring blocks (-inf: never kept
+    """Bool mask keeping the blocks_kept(n, density) highest-scoring blocks (-inf: never kept
     unless needed to reach the count)."""
     n = score.numel()
-    keep = max(1, round(density * n))
     mask = torch.zeros(n, dtype=torch.bool, device=score.device)
-    mask[torch.topk(score, keep).indices] = True
+    mask[torch.topk(score, blocks_kept(n, density)).indices] = True
     return mask
 
 

@@ -47,10 +47,12 @@ def phase_steps(value, total_steps, name):
     return value
 
 
-def plan_phases(total_steps, warmup=0.1, final_dense=0.2, dense_steps=0.05, cycles=2):
+def plan_phases(total_steps, warmup=0.1, final_dense=0.2, dense_steps=0.05, cycles=2, end_full_size=True):
     """The phase list: warmup, then `cycles` sparse phases of equal length separated by dense
     phases of `dense_steps`, then the final dense phase (at least one step, so that training ends
-    full-size). Empty phases are left out. cycles=0: one dense phase (the dense baseline)."""
+    full-size). Empty phases are left out. cycles=0: one dense phase (the dense baseline).
+    end_full_size=False allows final_dense=0: training ends pruned (the static-pruning baseline is
+    cycles=1, final_dense=0: prune once after the warmup, train pruned to the end)."""
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
         raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
     if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 0:
@@ -60,7 +62,7 @@ def plan_phases(total_steps, warmup=0.1, final_dense=0.2, dense_steps=0.05, cycl
     warm = phase_steps(warmup, total_steps, "warmup")
     final = phase_steps(final_dense, total_steps, "final_dense")
     between = phase_steps(dense_steps, total_steps, "dense_steps")
-    if final < 1:
+    if final < 1 and end_full_size:
         raise ValueError(f"final_dense must be at least 1 step so that training ends full-size, got {final_dense!r}")
     sparse_total = total_steps - warm - final - (cycles - 1) * between
     if sparse_total < cycles:
@@ -82,6 +84,22 @@ def plan_phases(total_steps, warmup=0.1, final_dense=0.2, dense_steps=0.05, cycl
     return phases
 
 
+def selected_layers(model, layers=None):
+    """(name, layer, consumers) of every prunable layer of `model` (see pruning.prunable_layers) whose
+    name starts with one of the prefixes in `layers` (None: all)."""
+    names = {id(m): name for name, m in model.named_modules()}
+    pairs = all_pairs = [(names[id(layer)], layer, consumers) for layer, consumers in prunable_layers(model)]
+    if not pairs:
+        raise ValueError(NOTHING_TO_PRUNE)
+    if layers is not None:
+        prefixes = [layers] if isinstance(layers, str) else list(layers)
+        pairs = [p for p in pairs if any(p[0].startswith(prefix) for prefix in prefixes)]
+        if not pairs:
+            raise ValueError(f"layers {prefixes} match no prunable layer; prunable layers: "
+                             f"{[name for name, _, _ in all_pairs]}")
+    return pairs
+
+
 class GrowPruneSchedule:
     """Alternate model growth and pruning over every SparseLinear / SparseMLP in `model`.
 
@@ -96,11 +114,12 @@ class GrowPruneSchedule:
     (|sum over the batch of activation x gradient| per channel, summed over the block, accumulated
     over the dense steps before each pruning). growth: "function_preserving" (default), "zero",
     "restore" (see pruning.init_grown_). With `optimizer`, pruned optimizer state is zeroed.
+    end_full_size=False lets the plan end in a sparse phase (final_dense=0; see plan_phases).
     """
 
     def __init__(self, model, total_steps, optimizer=None, density=0.5, warmup=0.1, final_dense=0.2,
                  dense_steps=0.05, cycles=2, criterion="magnitude", growth="function_preserving", layers=None,
-                 seed=0):
+                 seed=0, end_full_size=True):
         if criterion not in CRITERIA:
             raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
         if growth not in GROWTH_INITS:
@@ -111,10 +130,13 @@ class GrowPruneSchedule:
         self.growth = growth
         self.seed = seed
         self.total_steps = total_steps
-        self.phases = plan_phases(total_steps, warmup, final_dense, dense_steps, cycles)
+        self.phases = plan_phases(total_steps, warmup, final_dense, dense_steps, cycles, end_full_size)
+        # A plan without sparse phases never touches the masks: it only counts (a pruned model stays pruned).
+        self.changes_masks = any(phase.sparse for phase in self.phases)
         self.pairs, self.densities = self._select_layers(model, density, layers)
         self.linear_layers = [m for m in model.modules() if isinstance(m, SparseLinear)]
         self.step_count = 0
+        self.samples = 0
         self.flops_dense = 0
         self.flops_computed = 0
         self.phase_times = {kind: 0.0 for kind in PHASE_KINDS}
@@ -131,16 +153,7 @@ class GrowPruneSchedule:
     # ----- layer selection ---------------------------------------------------------------------
     @staticmethod
     def _select_layers(model, density, layers):
-        names = {id(m): name for name, m in model.named_modules()}
-        pairs = all_pairs = [(names[id(layer)], layer, consumers) for layer, consumers in prunable_layers(model)]
-        if not pairs:
-            raise ValueError(NOTHING_TO_PRUNE)
-        if layers is not None:
-            prefixes = [layers] if isinstance(layers, str) else list(layers)
-            pairs = [p for p in pairs if any(p[0].startswith(prefix) for prefix in prefixes)]
-            if not pairs:
-                raise ValueError(f"layers {prefixes} match no prunable layer; prunable layers: "
-                                 f"{[name for name, _, _ in all_pairs]}")
+        pairs = selected_layers(model, layers)
         if isinstance(density, dict):
             unknown = sorted(set(density) - {name for name, _, _ in pairs})
             if unknown:
@@ -171,6 +184,9 @@ class GrowPruneSchedule:
         phase = self.phase
         if self._applied_phase == phase.index:
             return None
+        if not self.changes_masks:
+            self._applied_phase = phase.index
+            return None
         self.apply_masks(self.decide_masks(phase))
         self._applied_phase = phase.index
         if phase.sparse:
@@ -180,6 +196,7 @@ class GrowPruneSchedule:
     def after_step(self, batch_size, seconds=None):
         """Count one finished training step of `batch_size` samples (and its wall time, if given)."""
         kind = self.phase.kind
+        self.samples += batch_size
         self.flops_dense += self._dense_flops_per_sample * batch_size
         self.flops_computed += self._active_flops_per_sample * batch_size
         self.phase_steps[kind] += 1
@@ -277,6 +294,7 @@ class GrowPruneSchedule:
             "mlp_flops_dense": self.flops_dense,
             "mlp_flops_computed": self.flops_computed,
             "mlp_flops_saving": self.flops_saving,
+            "samples": self.samples,
             "phase_times_s": dict(self.phase_times),
             "phase_steps": dict(self.phase_steps),
             "phases": [dataclasses.asdict(p) for p in self.phases],
@@ -286,6 +304,7 @@ class GrowPruneSchedule:
     def state_dict(self):
         return {
             "step_count": self.step_count,
+            "samples": self.samples,
             "flops_dense": self.flops_dense,
             "flops_computed": self.flops_computed,
             "phase_times": dict(self.phase_times),
@@ -302,6 +321,7 @@ class GrowPruneSchedule:
             raise ValueError(f"checkpointed schedule has phases {phases}, this schedule has {self.phases}: "
                              "resume with the same total steps and phase settings")
         self.step_count = state["step_count"]
+        self.samples = state.get("samples", 0)
         self.flops_dense = state["flops_dense"]
         self.flops_computed = state["flops_computed"]
         self.phase_times = dict(state["phase_times"])

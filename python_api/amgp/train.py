@@ -1,7 +1,8 @@
 """The DLRM training loop with alternate growth and pruning (the engine behind `amgp-dlrm`).
 
 `train(config)` builds data, model, optimizer and schedule from a TrainConfig, trains (resuming
-from a checkpoint when asked), evaluates on the test split and returns the report dict.
+from a checkpoint when asked), evaluates on the test split and returns the report dict. The same
+loop trains the baselines: dense (amgp=False) and static pruning (static_prune=True).
 """
 import dataclasses
 import math
@@ -19,6 +20,7 @@ from .schedule import GrowPruneSchedule, describe_phase
 
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
 ENGINES = ("amgp", "torchrec")  # amgp.DLRM under DDP, or TorchRec's DLRM under DMP (amgp.torchrec.engine)
+DATA_ORDERS = ("total", "none")  # dlrm's --data-randomize: shuffle the training lines, or keep file order
 
 
 @dataclasses.dataclass
@@ -36,6 +38,7 @@ class TrainConfig:
     raw_data_file: Optional[str] = None
     max_ind_range: int = 100_000
     skip_malformed: bool = False
+    data_randomize: str = "total"  # Criteo training lines: reshuffled every epoch from seed, or "none"
     test_fraction: float = 0.1
     num_test_batches: int = 16
     # training
@@ -52,6 +55,7 @@ class TrainConfig:
     engine: str = "amgp"
     # AMGP
     amgp: bool = True
+    static_prune: bool = False  # the static baseline: prune once after the warmup, train pruned to the end
     amgp_density: float = 0.5
     amgp_warmup: float = 0.1
     amgp_final_dense: float = 0.2
@@ -74,23 +78,43 @@ class TrainConfig:
         """The settings a checkpoint must agree with to be resumed."""
         keys = ("arch_sparse_feature_size", "arch_embedding_size", "arch_mlp_bot", "arch_mlp_top",
                 "arch_interaction_op", "arch_interaction_itself", "data_generation", "mini_batch_size",
-                "num_batches", "nepochs", "optimizer", "seed", "amgp", "amgp_density", "amgp_warmup",
-                "amgp_final_dense", "amgp_dense_steps", "amgp_cycles", "amgp_criterion", "amgp_growth",
-                "amgp_layers", "block_size")
+                "num_batches", "nepochs", "optimizer", "seed", "amgp", "static_prune", "data_randomize",
+                "amgp_density", "amgp_warmup", "amgp_final_dense", "amgp_dense_steps", "amgp_cycles",
+                "amgp_criterion", "amgp_growth", "amgp_layers", "block_size")
         return {key: getattr(self, key) for key in keys}
 
+    @property
+    def mode(self):
+        """"static" (static_prune), "amgp" or "dense"."""
+        return "static" if self.static_prune else "amgp" if self.amgp else "dense"
 
-def build_data(config):
+
+def build_data(config, day=0, drift=0.0):
+    """The run's data set. Synthetic data of a later `day` comes from a teacher drifted by `drift` per day
+    (see amgp.data.synthetic); the Criteo path reads the whole file."""
     if config.data_generation == "synthetic":
         return SyntheticCTR(seed=config.seed, batch_size=config.mini_batch_size, num_batches=config.num_batches,
                             num_test_batches=config.num_test_batches, table_sizes=config.arch_embedding_size,
-                            num_dense=config.arch_mlp_bot[0])
+                            num_dense=config.arch_mlp_bot[0], day=day, drift=drift)
     if config.data_generation == "dataset":
         if not config.raw_data_file:
             raise ValueError("data_generation 'dataset' needs raw_data_file (--raw-data-file)")
         return read_criteo(config.raw_data_file, config.max_ind_range, config.mini_batch_size,
-                           config.test_fraction, config.skip_malformed)
+                           config.test_fraction, config.skip_malformed, shuffle_seed=shuffle_seed(config))
     raise ValueError(f"data_generation must be 'synthetic' or 'dataset', got {config.data_generation!r}")
+
+
+def shuffle_seed(config):
+    """The seed of the Criteo training order (None: file order)."""
+    if config.data_randomize not in DATA_ORDERS:
+        raise ValueError(f"data_randomize must be one of {DATA_ORDERS}, got {config.data_randomize!r}")
+    return config.seed if config.data_randomize == "total" else None
+
+
+def total_steps(config, data):
+    """Training steps of a run: num_batches (0: every batch of `data`, and never more) per epoch."""
+    per_epoch = min(config.num_batches, data.num_batches) if config.num_batches > 0 else data.num_batches
+    return per_epoch * config.nepochs
 
 
 def sparse_embedding_grad(config):
@@ -124,11 +148,16 @@ def build_optimizer(config, model):
 
 
 def build_schedule(config, model, optimizer, total_steps):
-    """AMGP schedule, or (config.amgp False) a single dense phase that only counts FLOPs and time."""
+    """AMGP schedule; static pruning (warmup, then one sparse phase to the end); or (config.amgp False)
+    a single dense phase that only counts FLOPs and time."""
+    if config.static_prune:
+        phases = dict(final_dense=0, dense_steps=0, cycles=1, end_full_size=False)
+    else:
+        phases = dict(final_dense=config.amgp_final_dense, dense_steps=config.amgp_dense_steps,
+                      cycles=config.amgp_cycles if config.amgp else 0)
     return GrowPruneSchedule(model, total_steps, optimizer, density=config.amgp_density, warmup=config.amgp_warmup,
-                             final_dense=config.amgp_final_dense, dense_steps=config.amgp_dense_steps,
-                             cycles=config.amgp_cycles if config.amgp else 0, criterion=config.amgp_criterion,
-                             growth=config.amgp_growth, layers=config.amgp_layers, seed=config.seed)
+                             criterion=config.amgp_criterion, growth=config.amgp_growth, layers=config.amgp_layers,
+                             seed=config.seed, **phases)
 
 
 @torch.no_grad()
@@ -145,22 +174,31 @@ def evaluate(model, batches, device):
 
 
 class Trainer:
-    """Everything a run holds; `run()` trains to the end (or to stop_at_step) and reports."""
+    """Everything a run holds; `run()` trains to the end (or to stop_at_step) and reports.
 
-    def __init__(self, config):
+    data: a data set to use instead of building it from `config` (an experiment reads a file once).
+    model_state: a model state_dict (weights and masks) to start from, with a new optimizer (warm start).
+    label: the progress bar's name (default: the mode, "amgp", "static" or "dense").
+    """
+
+    def __init__(self, config, data=None, model_state=None, label=None):
         self.config = config
+        self.label = label or config.mode
         if config.use_gpu and not torch.cuda.is_available():
             raise ValueError("use_gpu was requested but no CUDA GPU is available")
         # Under torchrun: join the process group; each rank trains on its shard of every global batch.
         self.device = distributed.init_from_env(config.use_gpu)
         self.main = distributed.is_main()
         torch.manual_seed(config.seed)
-        self.data = build_data(config)
+        self.data = build_data(config) if data is None else data
         self.model = self.build_model()
+        if model_state is not None:
+            try:
+                self.model.load_state_dict(model_state)
+            except RuntimeError as error:  # shapes or names that do not fit: say so without a traceback
+                raise ValueError(f"model_state does not fit the model these settings build: {error}") from None
         self.optimizer = self.build_optimizer()
-        self.steps_per_epoch = min(config.num_batches, self.data.num_batches) if config.num_batches > 0 \
-            else self.data.num_batches
-        self.total_steps = self.steps_per_epoch * config.nepochs
+        self.total_steps = total_steps(config, self.data)
         self.schedule = build_schedule(config, self.replicated_module(), self.optimizer, self.total_steps)
         # Rank 0 decides every mask change and broadcasts it, so masks and weights never diverge.
         self.schedule.decide_masks = distributed.decided_on_rank(self.schedule.decide_masks)
@@ -243,12 +281,12 @@ class Trainer:
         config = self.config
         stop = self.total_steps if config.stop_at_step is None else min(config.stop_at_step, self.total_steps)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (config.progress and self.main),
-                   desc="amgp" if config.amgp else "dense", unit="step", dynamic_ncols=True)
+                   desc=self.label, unit="step", dynamic_ncols=True)
         mean_loss = self.history["loss"][-1][1] if self.history["loss"] else float("nan")
         while self.step < stop:
             started = time.perf_counter()
             change = self.schedule.before_step()
-            if change is not None and config.amgp and self.main:
+            if change is not None and config.mode != "dense" and self.main:
                 bar.write(f"step {self.step}: {describe_phase(change)}, MLP weight density {self.schedule.density:.3f}")
                 self._show(bar, mean_loss)
             mask_time = time.perf_counter() - started
@@ -296,7 +334,7 @@ class Trainer:
         summary = self.schedule.summary()
         wall = sum(summary["phase_times_s"].values())
         return {
-            "mode": "amgp" if self.config.amgp else "dense",
+            "mode": self.config.mode,
             "engine": self.config.engine,
             "steps": self.step,
             "total_steps": self.total_steps,
@@ -323,11 +361,16 @@ class Trainer:
         return auto_backend(self.device) if name == "auto" else name
 
 
-def train(config):
-    """Train per `config` and return the report dict (see Trainer.report)."""
+def make_trainer(config, **kwargs):
+    """The Trainer of config.engine (TorchRec's is imported only when asked for); kwargs go to it."""
     if config.engine == "torchrec":
-        from .torchrec.engine import TorchRecTrainer  # needs torchrec: imported only when asked for
-        return TorchRecTrainer(config).run()
+        from .torchrec.engine import TorchRecTrainer
+        return TorchRecTrainer(config, **kwargs)
     if config.engine != "amgp":
         raise ValueError(f"engine must be one of {ENGINES}, got {config.engine!r}")
-    return Trainer(config).run()
+    return Trainer(config, **kwargs)
+
+
+def train(config):
+    """Train per `config` and return the report dict (see Trainer.report)."""
+    return make_trainer(config).run()

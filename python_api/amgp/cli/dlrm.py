@@ -1,9 +1,12 @@
 """`amgp-dlrm`: train a DLRM with alternate model growth and pruning (or densely, or both).
 
 Flags follow facebookresearch/dlrm's dlrm_s_pytorch.py where one exists; AMGP flags start with
---amgp-. Examples:
+--amgp-. This module parses and dispatches: one run (amgp.train), an experiment over methods and
+seeds (amgp.experiment), or a warm start on the next day (amgp.recurring). Examples:
     amgp-dlrm --compare                       # dense baseline and AMGP side by side, built-in data
+    amgp-dlrm --compare dense,amgp,static,narrow --seeds 3 --recurring
     amgp-dlrm --data-generation dataset --raw-data-file train.txt --max-ind-range 100000
+    amgp-dlrm --load-model run.pt --recurring --recurring-steps 100
 """
 import argparse
 import json
@@ -14,7 +17,7 @@ import torch
 
 import amgp_kernels
 
-from .. import distributed
+from .. import distributed, experiment, recurring
 from .. import train as training
 from ..data.criteo import CriteoFormatError
 from ..checkpoint import CheckpointError
@@ -22,14 +25,27 @@ from ..pruning import GROWTH_INITS
 from ..schedule import CRITERIA
 from .argtypes import (checked, dash_list, density, fraction, non_negative_float, non_negative_int,
                        positive_float, positive_int)
+from .experiment_table import format_budget, format_recurring, format_summary
 
 DEFAULTS = training.TrainConfig()
-CLI_ONLY = ("compare", "report_json", "plot", "num_threads")  # flags of the command, not of one training run
+RECURRING = recurring.RecurringConfig()
+# Flags of the command, not of one training run.
+CLI_ONLY = ("compare", "seeds", "recurring", "recurring_steps", "recurring_drift", "recurring_fraction", "report_json",
+            "plot", "num_threads")
 
 
 def _int_or_float(text):
     """'40' -> 40 (steps); '0.1' -> 0.1 (a fraction of the training)."""
     return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _method_list(text):
+    """'dense,amgp,static' -> ['dense', 'amgp', 'static'] (distinct names from experiment.METHODS)."""
+    methods = [m for m in text.split(",") if m]
+    if not methods or any(m not in experiment.METHODS for m in methods) or len(set(methods)) != len(methods):
+        raise argparse.ArgumentTypeError(f"must be distinct comma-separated methods from "
+                                         f"{','.join(experiment.METHODS)}, got {text!r}")
+    return methods
 
 
 _steps_or_fraction = checked(_int_or_float, lambda v: v >= 0 and (isinstance(v, int) or v <= 1),
@@ -64,6 +80,9 @@ def build_parser():
                       help="count and skip malformed Criteo lines instead of stopping with an error")
     data.add_argument("--test-fraction", type=fraction, default=d.test_fraction,
                       help="Criteo: last fraction of the lines used as test split (default %(default)s)")
+    data.add_argument("--data-randomize", choices=training.DATA_ORDERS, default=d.data_randomize,
+                      help="Criteo training lines: total = a fresh random order each epoch, drawn from --seed; "
+                           "none = file order (the test split is the latest lines either way)")
     data.add_argument("--num-test-batches", type=positive_int, default=d.num_test_batches,
                       help="synthetic: test batches (default %(default)s)")
     train = parser.add_argument_group("training")
@@ -86,8 +105,9 @@ def build_parser():
                             "(needs amgp[torchrec]) (default %(default)s)")
     amgp = parser.add_argument_group("AMGP (phase lengths: steps like 40, or fractions of training like 0.1)")
     amgp.add_argument("--no-amgp", dest="amgp", action="store_false", help="dense baseline: no pruning")
-    amgp.add_argument("--compare", action="store_true",
-                      help="run the dense baseline and AMGP with the same seed and steps, report side by side")
+    amgp.add_argument("--static-prune", action="store_true",
+                      help="the static baseline alone: prune once after --amgp-warmup to --amgp-density, train "
+                           "pruned to the end (ends small)")
     amgp.add_argument("--amgp-density", type=density, default=d.amgp_density,
                       help="fraction of output channel blocks each pruned layer keeps in sparse phases")
     amgp.add_argument("--amgp-warmup", type=_steps_or_fraction, default=d.amgp_warmup, help="dense warmup")
@@ -101,6 +121,27 @@ def build_parser():
     amgp.add_argument("--amgp-layers", default=None,
                       help="comma-separated layer-name prefixes to prune, e.g. top_l (default: all MLP layers)")
     amgp.add_argument("--block-size", type=positive_int, default=d.block_size, help="channels per block")
+    exp = parser.add_argument_group("experiment (several methods and seeds, recurring training)")
+    exp.add_argument("--compare", nargs="?", const=list(experiment.DEFAULT_METHODS), type=_method_list, default=None,
+                     metavar="METHODS",
+                     help="train several methods on the same data, steps and seeds and report them side by side: "
+                          "dense, amgp, static (pruned once, at AMGP's MLP training FLOPs), narrow (a dense model "
+                          "with hidden widths scaled to AMGP's FLOPs); default dense,amgp")
+    exp.add_argument("--seeds", type=positive_int, default=1,
+                     help="train every method with seeds --seed, --seed+1, ...; report mean, std and the paired "
+                          "difference to dense")
+    exp.add_argument("--recurring", action="store_true",
+                     help="after training, continue each final model on the next day (new optimizer, no pruning) "
+                          "and report newest-data AUC before and after; with --load-model: warm start from that "
+                          "checkpoint's model")
+    exp.add_argument("--recurring-steps", type=positive_int, default=RECURRING.steps,
+                     help="steps on the next day (Criteo: at most one pass; default %(default)s)")
+    exp.add_argument("--recurring-drift", type=checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+                     default=RECURRING.drift, help="synthetic data: the teacher's drift to the next day "
+                                                    "(default %(default)s)")
+    exp.add_argument("--recurring-fraction", type=density, default=RECURRING.fraction,
+                     help="Criteo: the latest fraction of the file is the next day; offline training uses the "
+                          "lines before it (1: the whole file, for --load-model; default %(default)s)")
     out = parser.add_argument_group("reporting and checkpoints")
     out.add_argument("--print-freq", type=positive_int, default=d.print_freq, help="loss averaging interval")
     out.add_argument("--test-freq", type=non_negative_int, default=d.test_freq,
@@ -119,8 +160,11 @@ def build_parser():
 def config_from_args(args, parser):
     if args.data_generation == "dataset" and not args.raw_data_file:
         parser.error("--data-generation dataset needs --raw-data-file")
-    if args.compare and args.load_model:
-        parser.error("--compare cannot be combined with --load-model")
+    if (args.compare or args.seeds > 1) and args.load_model:
+        parser.error("--compare and --seeds cannot be combined with --load-model (resume or --recurring warm start)")
+    if args.static_prune and (args.compare or args.seeds > 1 or args.recurring):
+        parser.error("--static-prune is one run at --amgp-density; in an experiment list 'static' in --compare "
+                     "(sized to AMGP's MLP training FLOPs)")
     if args.checkpoint_freq and not args.save_model:
         parser.error("--checkpoint-freq needs --save-model")
     if args.max_ind_range < 2:
@@ -131,6 +175,8 @@ def config_from_args(args, parser):
         except amgp_kernels.BackendUnavailableError as error:
             parser.error(f"--backend {args.backend}: {error}")
     if args.engine == "torchrec":
+        if args.recurring:
+            parser.error("--engine torchrec does not support --recurring yet (a warm start of sharded tables)")
         try:
             import amgp.torchrec  # noqa: F401
         except ImportError as error:
@@ -164,15 +210,39 @@ def format_report(reports):
     return "\n".join(lines)
 
 
-def compare(dense, amgp):
-    """The issue's targets: FLOP saving >= 40%, AUC within 0.002, time cut >= half the FLOP saving."""
-    saving = amgp["mlp_flops_saving"]
-    time_cut = 1 - amgp["wall_time_s"] / dense["wall_time_s"] if dense["wall_time_s"] > 0 else float("nan")
-    return {"auc_difference": amgp["test_auc"] - dense["test_auc"], "mlp_flops_saving": saving,
-            "wall_time_reduction": time_cut, "targets_met": {
-                "flops_saving_at_least_40pct": saving >= 0.40,
-                "auc_within_0.002": abs(amgp["test_auc"] - dense["test_auc"]) <= 0.002,
-                "time_reduction_at_least_half_flops_saving": time_cut >= saving / 2}}
+def run(args, config):
+    """(report for --report-json, {column: run report} for the text table, experiment result or None)."""
+    settings = recurring.RecurringConfig(args.recurring_steps, args.recurring_drift, args.recurring_fraction)
+    if args.recurring and args.load_model:
+        report = recurring.warm_start(config, args.load_model, settings)
+        return report, {"recurring": report}, None
+    if args.compare or args.seeds > 1 or args.recurring:
+        result = experiment.run_experiment(config, args.compare or [config.mode], args.seeds,
+                                           settings if args.recurring else None)
+        return experiment.compare_report(result), {m: runs[0] for m, runs in result["runs"].items()}, result
+    report = training.train(config)
+    return report, {report["mode"]: report}, None
+
+
+def show(report, reports, result):
+    if result is not None and len(result["seeds"]) > 1:
+        print(f"seed {result['seeds'][0]}, run by run:")
+    print(format_report(reports))
+    if "before_test_auc" in report:
+        print(f"newest-data test AUC: {report['before_test_auc']:.5f} before, {report['test_auc']:.5f} after "
+              f"{report['steps']} steps")
+    if result is None:
+        return
+    print("\n" + format_budget(result["budget"], result["methods"]))
+    print("\n" + format_summary(result))
+    if "recurring" in result:
+        print("\n" + format_recurring(result))
+    if "comparison" in report:
+        c = report["comparison"]
+        spread = "" if c["auc_difference_std"] is None else \
+            f" (paired std {c['auc_difference_std']:.5f}, 95% CI ±{c['auc_difference_ci95']:.5f})"
+        print(f"\nAMGP vs dense: AUC difference {c['auc_difference']:+.5f}{spread}, MLP FLOP saving "
+              f"{c['mlp_flops_saving']:.1%}, wall-time reduction {c['wall_time_reduction']:.1%}")
 
 
 def main(argv=None):
@@ -184,14 +254,7 @@ def main(argv=None):
     if args.num_threads is not None:
         torch.set_num_threads(args.num_threads)
     try:
-        if args.compare:
-            dense = training.train(training.dataclasses.replace(config, amgp=False, save_model=None))
-            report = training.train(training.dataclasses.replace(config, amgp=True))
-            reports = {"dense": dense, "amgp": report}
-            report = {**report, "dense_baseline": dense, "comparison": compare(dense, report)}
-        else:
-            report = training.train(config)
-            reports = {report["mode"]: report}
+        report, reports, result = run(args, config)
     except (CriteoFormatError, CheckpointError, FileNotFoundError, FloatingPointError, ValueError) as error:
         print(f"amgp-dlrm: error: {error}", file=sys.stderr)
         return 2
@@ -199,17 +262,16 @@ def main(argv=None):
         distributed.shutdown()
     if not distributed.is_main():
         return 0  # under torchrun rank 0 reports
-    print(format_report(reports))
-    if args.compare:
-        c = report["comparison"]
-        print(f"AMGP vs dense: AUC difference {c['auc_difference']:+.5f}, MLP FLOP saving {c['mlp_flops_saving']:.1%}, "
-              f"wall-time reduction {c['wall_time_reduction']:.1%}")
+    show(report, reports, result)
     if args.report_json:
         with open(args.report_json, "w") as f:
             json.dump(report, f, indent=2)
     if args.plot:
-        from .plot import plot_runs
-        plot_runs(reports, args.plot)
+        from .plot import plot_experiment, plot_runs
+        if result is None:
+            plot_runs(reports, args.plot)
+        else:
+            plot_experiment(result, args.plot)
     return 0
 
 

@@ -3,8 +3,11 @@
 Each line: label, 13 integer features, 26 categorical features (32-bit hexadecimal), tab-separated;
 any feature may be empty. Preprocessing as usual for DLRM: integers clipped at 0 and mapped to
 log(1 + x) (empty = 0); categoricals hashed into `max_ind_range` rows per table (id 0 is kept
-for an empty field, a value v goes to 1 + v % (max_ind_range - 1)). The last `test_fraction`
-of the lines is the test split (as dlrm holds out the last day).
+for an empty field, a value v goes to 1 + v % (max_ind_range - 1)). Lines keep their (time) order:
+the last `test_fraction` of the lines is the test split (as dlrm holds out the last day), and
+split_latest cuts off the latest lines as "the next day" for recurring training. With a
+`shuffle_seed` the training lines are served in a fresh random order every epoch (the test split
+never moves).
 """
 import math
 
@@ -54,32 +57,61 @@ def parse_criteo_line(line, max_ind_range):
 
 
 class CriteoData:
-    """A Criteo file in memory, split into train and test, served in batches of batch_size."""
+    """A Criteo file in memory, split into train and test, served in batches of batch_size
+    (training lines in file order, or reshuffled every epoch from `shuffle_seed`)."""
 
-    def __init__(self, train, test, batch_size, max_ind_range, lines_skipped=0):
+    def __init__(self, train, test, batch_size, max_ind_range, lines_skipped=0, shuffle_seed=None):
         self.train, self.test, self.batch_size = train, test, batch_size
         self.table_sizes = [max_ind_range] * NUM_CATEGORICAL
         self.num_dense = NUM_INTEGER
         self.lines_skipped = lines_skipped
         self.num_batches = max(1, -(-train.rows // batch_size))
+        self.shuffle_seed = shuffle_seed
+        self._order = (None, None)  # (epoch, permutation of the training lines)
+
+    @classmethod
+    def from_rows(cls, rows, batch_size, max_ind_range, test_fraction=0.1, lines_skipped=0, shuffle_seed=None):
+        """Train on the earlier lines of `rows` (a Batch in time order), test on the latest test_fraction."""
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1) to leave a test split, got {test_fraction}")
+        train, test = split_latest(rows, test_fraction)
+        return cls(train, test, batch_size, max_ind_range, lines_skipped, shuffle_seed)
 
     def train_batch(self, index):
         start = (index % self.num_batches) * self.batch_size
-        return Batch(*(t[start:start + self.batch_size] for t in self.train))
+        if self.shuffle_seed is None:
+            return Batch(*(t[start:start + self.batch_size] for t in self.train))
+        rows = self._permutation(index // self.num_batches)[start:start + self.batch_size]
+        return Batch(*(t[rows] for t in self.train))
+
+    def _permutation(self, epoch):
+        if self._order[0] != epoch:
+            generator = torch.Generator().manual_seed(hash((self.shuffle_seed, epoch)) % (2**63))
+            self._order = (epoch, torch.randperm(self.train.rows, generator=generator))
+        return self._order[1]
 
     def test_batches(self):
         return [Batch(*(t[i:i + self.batch_size] for t in self.test)) for i in range(0, self.test.rows, self.batch_size)]
 
 
-def read_criteo(path, max_ind_range=100_000, batch_size=2048, test_fraction=0.1, skip_malformed=False,
-                max_lines=None):
-    """Read a Criteo-format file (see module docstring). A malformed line raises CriteoFormatError
-    naming the file and line number, or is counted (CriteoData.lines_skipped) and skipped when
-    skip_malformed is True. max_lines: read only the first lines."""
+def split_latest(rows, fraction):
+    """(earlier, latest) parts of `rows` (a Batch in time order): the latest part holds round(fraction *
+    rows) lines, at least one, and the earlier part at least one."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    if rows.rows < 2:
+        raise ValueError(f"needs at least 2 lines to split, got {rows.rows}")
+    latest = min(max(1, round(fraction * rows.rows)), rows.rows - 1)
+    cut = rows.rows - latest
+    return Batch(*(t[:cut] for t in rows)), Batch(*(t[cut:] for t in rows))
+
+
+def read_criteo_rows(path, max_ind_range=100_000, skip_malformed=False, max_lines=None):
+    """(every valid line of a Criteo-format file as one Batch in file order, number of lines skipped).
+    A malformed line raises CriteoFormatError naming the file and line number, or is counted and
+    skipped when skip_malformed is True. max_lines: read only the first lines."""
     if isinstance(max_ind_range, bool) or not isinstance(max_ind_range, int) or max_ind_range < 2:
         raise ValueError(f"max_ind_range must be an int >= 2, got {max_ind_range!r}")
-    if not 0 <= test_fraction < 1:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     labels, dense, sparse, skipped = [], [], [], 0
     with open(path, "r", encoding="utf-8", errors="replace", newline="\n") as f:
         for line_number, line in enumerate(f, start=1):
@@ -98,12 +130,18 @@ def read_criteo(path, max_ind_range=100_000, batch_size=2048, test_fraction=0.1,
             sparse.append(s)
     if len(labels) < 2:
         raise CriteoFormatError(f"{path}: needs at least 2 valid lines (train and test), found {len(labels)}")
-    data = Batch(torch.tensor(dense, dtype=torch.float32), torch.tensor(sparse, dtype=torch.int64),
+    rows = Batch(torch.tensor(dense, dtype=torch.float32), torch.tensor(sparse, dtype=torch.int64),
                  torch.tensor(labels, dtype=torch.float32))
-    n_test = min(max(1, round(test_fraction * data.rows)), data.rows - 1) if test_fraction > 0 else 0
-    n_train = data.rows - n_test
-    if n_test == 0:
+    return rows, skipped
+
+
+def read_criteo(path, max_ind_range=100_000, batch_size=2048, test_fraction=0.1, skip_malformed=False,
+                max_lines=None, shuffle_seed=None):
+    """Read a Criteo-format file (see module docstring and read_criteo_rows) into a CriteoData whose
+    test split is the latest test_fraction of the lines."""
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if test_fraction == 0:
         raise ValueError("test_fraction must leave at least one test line")
-    train = Batch(*(t[:n_train] for t in data))
-    test = Batch(*(t[n_train:] for t in data))
-    return CriteoData(train, test, batch_size, max_ind_range, lines_skipped=skipped)
+    rows, skipped = read_criteo_rows(path, max_ind_range, skip_malformed, max_lines)
+    return CriteoData.from_rows(rows, batch_size, max_ind_range, test_fraction, skipped, shuffle_seed)

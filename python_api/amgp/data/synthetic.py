@@ -4,8 +4,14 @@
 power law (Zipf) over each table, labels drawn from a fixed-seed teacher model: a small ReLU net
 of the dense features, a scalar effect per category and dot products of low-dimensional teacher
 embeddings (the structure a DLRM can learn), with its bias calibrated to the requested positive
-rate. Batch i of a split is a pure function of (seed, split, i): no download, no files, and any
-batch can be regenerated (so a resumed run sees the same data).
+rate. The teacher (and the feature distribution) is the task: it comes from `teacher_seed` and stays
+fixed when `seed` changes; `seed` draws the samples. Batch i of a split is a pure function of (seed,
+day, split, i): no download, no files, and any batch can be regenerated (so a resumed run sees the same data).
+
+Recurring training ("the next day"): day k's teacher is day k-1's with every parameter p replaced by
+sqrt(1 - drift^2) * p + drift * q, q a fresh draw of the same distribution, so each parameter keeps its
+distribution and correlates sqrt(1 - drift^2) with the day before (drift 0.3: 0.954); the bias is
+recalibrated to the same positive rate. Features keep their distribution; day k's samples are new draws.
 """
 import torch
 
@@ -14,7 +20,7 @@ from .batches import Batch
 # 26 table sizes from 4 to 20000 rows, spread geometrically (Criteo-like mix of tiny and large tables).
 DEFAULT_TABLE_SIZES = [round(4 * (5000 ** (i / 25))) for i in range(26)]
 
-_TRAIN, _TEST, _TEACHER, _CALIBRATE = 1, 2, 3, 4
+_TRAIN, _TEST, _TEACHER, _CALIBRATE, _DRIFT = 1, 2, 3, 4, 5
 
 
 def _generator(*parts):
@@ -29,6 +35,8 @@ class _Teacher:
     """The fixed-seed labelling model. Per-table parameters are stored concatenated (rows of
     table t start at offsets[t]) so a batch needs one gather, not one per table."""
 
+    PARAMETERS = ("w1", "b1", "w2", "effects", "vectors", "dense_to_vector")
+
     def __init__(self, generator, num_dense, table_sizes, offsets, dim=4, hidden=16):
         g = generator
         self.offsets = offsets
@@ -41,6 +49,13 @@ class _Teacher:
         self.vectors = torch.randn(scale.numel(), dim, generator=g) * (scale[:, None] / dim) ** 0.5
         self.dense_to_vector = torch.randn(num_dense, dim, generator=g) / num_dense ** 0.5
         self.bias = 0.0
+
+    def drift_(self, fresh, drift):
+        """Move to the next day: p <- sqrt(1 - drift^2) p + drift q for each parameter, q from `fresh`
+        (a teacher drawn the same way), so the parameters keep their distribution."""
+        keep = (1 - drift ** 2) ** 0.5
+        for name in self.PARAMETERS:
+            setattr(self, name, keep * getattr(self, name) + drift * getattr(fresh, name))
 
     def logits(self, dense, sparse):
         rows = sparse + self.offsets
@@ -56,11 +71,15 @@ class SyntheticCTR:
     `batch_size` rows, features and labels as described in the module docstring."""
 
     def __init__(self, seed=0, batch_size=2048, num_batches=100, num_test_batches=16, table_sizes=None,
-                 num_dense=13, zipf_exponent=1.05, positive_rate=0.25):
+                 num_dense=13, zipf_exponent=1.05, positive_rate=0.25, teacher_seed=0, day=0, drift=0.0):
         for name, value in (("batch_size", batch_size), ("num_batches", num_batches),
                             ("num_test_batches", num_test_batches), ("num_dense", num_dense)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(day, bool) or not isinstance(day, int) or day < 0:
+            raise ValueError(f"day must be an int >= 0, got {day!r}")
+        if not 0 <= drift <= 1:
+            raise ValueError(f"drift must be in [0, 1], got {drift}")
         if not 0 < positive_rate < 1:
             raise ValueError(f"positive_rate must be in (0, 1), got {positive_rate}")
         if zipf_exponent <= 0:
@@ -70,7 +89,8 @@ class SyntheticCTR:
             raise ValueError(f"table_sizes must be positive ints, got {self.table_sizes}")
         self.seed, self.batch_size, self.num_dense = seed, batch_size, num_dense
         self.num_batches, self.num_test_batches = num_batches, num_test_batches
-        g = _generator(seed, _TEACHER)
+        self.teacher_seed, self.day, self.drift = teacher_seed, day, drift
+        g = _generator(teacher_seed, _TEACHER)
         self.dense_mean = torch.rand(num_dense, generator=g) * 2.0
         self.dense_spread = 0.5 + torch.rand(num_dense, generator=g)
         self.zipf_exponent = zipf_exponent
@@ -80,6 +100,9 @@ class SyntheticCTR:
         # Which id has rank r in table t (so frequent ids are spread over the table).
         self._id_of_rank = torch.cat([torch.randperm(n, generator=g) for n in self.table_sizes])
         self.teacher = _Teacher(g, num_dense, self.table_sizes, self._offsets)
+        for k in range(1, day + 1):
+            fresh = _Teacher(_generator(teacher_seed, _DRIFT, k), num_dense, self.table_sizes, self._offsets)
+            self.teacher.drift_(fresh, drift)
         self.teacher.bias = self._calibrate(positive_rate)
 
     def _features(self, generator, rows):
@@ -100,7 +123,7 @@ class SyntheticCTR:
 
     def _calibrate(self, positive_rate):
         """The teacher bias whose mean click probability is positive_rate (bisection on a sample)."""
-        dense, sparse = self._features(_generator(self.seed, _CALIBRATE), 1 << 15)
+        dense, sparse = self._features(_generator(self.teacher_seed, _CALIBRATE), 1 << 15)
         logits = self.teacher.logits(dense, sparse)
         low, high = -20.0, 20.0
         for _ in range(50):
@@ -112,7 +135,8 @@ class SyntheticCTR:
         return (low + high) / 2
 
     def _batch(self, split, index, rows):
-        g = _generator(self.seed, split, index)
+        # (Day 0 keeps the generator of the data before days existed: same seed, same batches.)
+        g = _generator(self.seed, split, index, *([self.day] if self.day else []))
         dense, sparse = self._features(g, rows)
         probability = torch.sigmoid(self.teacher.logits(dense, sparse))
         label = torch.bernoulli(probability, generator=g)

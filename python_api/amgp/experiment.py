@@ -1,0 +1,200 @@
+"""The AMGP experiment behind `amgp-dlrm --compare`: dense, AMGP and two baselines that spend the AMGP
+run's MLP training FLOPs, on the same data, steps and seeds, each optionally followed by the
+recurring-training stage (amgp.recurring); reported per run and summarised over the seeds (mean,
+standard deviation, and the paired difference to dense per seed).
+
+Methods: "dense" (no pruning), "amgp" (the --amgp-* schedule), "static" (pruned once after the same
+warmup, at the density that spends AMGP's FLOPs, pruned to the end: it ends small) and "narrow" (a
+dense model whose hidden widths are scaled to the same FLOPs). The equal budget is computed from the
+phase plan and the layer shapes (amgp.flops), before anything trains.
+"""
+import dataclasses
+import math
+import os
+import statistics
+
+from scipy import stats
+
+from .dlrm import DLRM
+from .flops import flops_per_sample, layer_shapes, mlp_flops_per_sample, narrow_sizes, plan_fraction, static_density
+from .recurring import Stages, continue_training
+from .schedule import plan_phases
+from .train import make_trainer, total_steps
+
+METHODS = ("dense", "amgp", "static", "narrow")
+DEFAULT_METHODS = ("dense", "amgp")
+
+
+def equal_flop_budget(config, num_tables, steps):
+    """What the baselines need to spend the MLP training FLOPs of `config`'s AMGP run of `steps` steps
+    (every step the same batch size): the static density and the narrow widths, with the fraction of
+    the dense MLP training FLOPs each method is predicted to spend."""
+    # Only the MLP shapes matter: one-row embedding tables keep this model small.
+    model = DLRM([1] * num_tables, config.arch_sparse_feature_size, config.arch_mlp_bot, config.arch_mlp_top,
+                 config.arch_interaction_op, config.arch_interaction_itself, block_size=config.block_size)
+    shapes = layer_shapes(model, config.amgp_layers)
+    amgp_phases = plan_phases(steps, config.amgp_warmup, config.amgp_final_dense, config.amgp_dense_steps,
+                              config.amgp_cycles)
+    fraction = plan_fraction(shapes, amgp_phases, config.amgp_density)
+    static_phases = plan_phases(steps, config.amgp_warmup, 0, 0, 1, end_full_size=False)
+    density = static_density(shapes, static_phases, fraction)
+    (bottom, top), scale = narrow_sizes([model.bot_l.sizes, model.top_l.sizes], fraction)
+    dense = flops_per_sample(shapes)
+    return {
+        "dense_flops_per_sample": dense,
+        "amgp_flop_fraction": fraction,
+        "static_density": density,
+        "narrow_width_scale": scale,
+        "narrow_rounding": "each hidden width scaled by narrow_width_scale, rounded to the nearest channel",
+        "narrow_arch_mlp_bot": bottom,
+        "narrow_arch_mlp_top": top[1:],  # without the input width, which the interaction computes
+        "predicted_flop_fraction": {
+            "dense": 1.0, "amgp": fraction, "static": plan_fraction(shapes, static_phases, density),
+            "narrow": (mlp_flops_per_sample(bottom) + mlp_flops_per_sample(top)) / dense},
+    }
+
+
+def method_config(config, method, budget):
+    """`config` turned into one method's run (see the module docstring)."""
+    if method == "dense":
+        return dataclasses.replace(config, amgp=False, static_prune=False)
+    if method == "amgp":
+        return dataclasses.replace(config, amgp=True, static_prune=False)
+    if method == "static":
+        return dataclasses.replace(config, static_prune=True, amgp_density=budget["static_density"])
+    if method == "narrow":
+        return dataclasses.replace(config, amgp=False, static_prune=False, arch_mlp_bot=budget["narrow_arch_mlp_bot"],
+                                   arch_mlp_top=budget["narrow_arch_mlp_top"])
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def run_path(path, method, seed):
+    """Where the run of `method` with `seed` is saved when the experiment is asked to save to `path`."""
+    if path is None:
+        return None
+    stem, extension = os.path.splitext(path)
+    return f"{stem}.{method}.seed{seed}{extension}"
+
+
+def run_experiment(config, methods=DEFAULT_METHODS, seeds=1, recurring=None, write=print):
+    """Train every method in `methods` with seeds config.seed, config.seed + 1, ... (`seeds` of them),
+    then (with a RecurringConfig) continue each final model on the next day. Returns
+    {"methods", "seeds", "budget", "runs": {method: [report per seed]}, "summary": {method: ...}} and, with
+    recurring, "recurring": {"settings", "runs", "summary"}."""
+    methods = list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown or len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be distinct names from {METHODS}, got {methods}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds <= 0:
+        raise ValueError(f"seeds must be a positive int, got {seeds!r}")
+    seed_list = [config.seed + i for i in range(seeds)]
+    stages = Stages(config, recurring)
+    budget = None
+    runs = {method: [] for method in methods}
+    later = {method: [] for method in methods}
+    for seed in seed_list:
+        data = stages.offline(seed)
+        if budget is None:
+            budget = equal_flop_budget(config, len(data.table_sizes), total_steps(config, data))
+        next_day = stages.next_day(seed) if recurring else None
+        for method in methods:
+            run_config = dataclasses.replace(method_config(config, method, budget), seed=seed,
+                                             save_model=run_path(config.save_model, method, seed))
+            write(f"-- {method}, seed {seed}")
+            trainer = make_trainer(run_config, data=data, label=f"{method} seed {seed}")
+            runs[method].append({**trainer.run(), "method": method, "seed": seed})
+            if recurring:
+                state = trainer.model.state_dict()
+                report = continue_training(dataclasses.replace(run_config, save_model=None), state, next_day,
+                                           recurring.steps, label=f"{method} seed {seed}, next day")
+                later[method].append({**report, "method": method, "seed": seed})
+            del trainer
+    result = {"methods": methods, "seeds": seed_list, "data_generation": config.data_generation, "budget": budget,
+              "runs": runs,
+              "summary": summarize(runs, budget)}
+    if recurring:
+        result["recurring"] = {"settings": dataclasses.asdict(recurring), "runs": later,
+                               "summary": summarize_recurring(later, budget)}
+    return result
+
+
+# ----- statistics ------------------------------------------------------------------------------
+def spread(values):
+    """{"mean", "std"} of `values` (sample standard deviation; None for a single value)."""
+    values = list(values)
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def paired(values, baseline):
+    """The per-seed differences values - baseline: mean, std and the half-width of the 95% confidence
+    interval of the mean (Student t; None for one seed). |mean| below ci95 reads: not told apart from noise."""
+    differences = [a - b for a, b in zip(values, baseline)]
+    summary = spread(differences)
+    n = len(differences)
+    summary["ci95"] = None if n < 2 else float(stats.t.ppf(0.975, n - 1)) * summary["std"] / math.sqrt(n)
+    summary["per_seed"] = differences
+    return summary
+
+
+def _flop_fraction(report, budget):
+    """The run's MLP training FLOPs as a fraction of the full dense model's on the same samples."""
+    return report["mlp_flops_computed"] / (report["samples"] * budget["dense_flops_per_sample"])
+
+
+def summarize(runs, budget):
+    """Per method: test metrics, MLP FLOPs, wall time and final density over the seeds; with a dense
+    method, the paired differences of test AUC and log loss to it."""
+    dense = runs.get("dense")
+    summary = {}
+    for method, reports in runs.items():
+        entry = {key: spread(r[key] for r in reports)
+                 for key in ("test_auc", "test_logloss", "test_accuracy", "mlp_flops_computed", "wall_time_s",
+                             "final_density")}
+        entry["mlp_flop_fraction"] = spread(_flop_fraction(r, budget) for r in reports)
+        if dense and method != "dense":
+            for key in ("test_auc", "test_logloss"):
+                entry[f"{key}_vs_dense"] = paired([r[key] for r in reports], [r[key] for r in dense])
+        summary[method] = entry
+    return summary
+
+
+def summarize_recurring(runs, budget):
+    """Per method: newest-data AUC and log loss before and after the recurring stage, the gain, and
+    (with dense) the paired difference of the after-AUC to dense's; the stage's FLOPs and time."""
+    summary = summarize(runs, budget)
+    for method, reports in runs.items():
+        entry = summary[method]
+        for key in ("test_auc", "test_logloss"):
+            before = [r[f"before_{key}"] for r in reports]
+            entry[f"before_{key}"] = spread(before)
+            entry[f"{key}_gain"] = paired([r[key] for r in reports], before)
+    return summary
+
+
+def comparison(summary):
+    """The issue-5 targets of AMGP against dense, on the means over the seeds: MLP FLOP saving >= 40%,
+    AUC within 0.002, wall time lower by at least half the FLOP saving."""
+    amgp, dense = summary["amgp"], summary["dense"]
+    difference = amgp["test_auc_vs_dense"]
+    saving = 1 - amgp["mlp_flop_fraction"]["mean"]
+    dense_wall = dense["wall_time_s"]["mean"]
+    time_cut = 1 - amgp["wall_time_s"]["mean"] / dense_wall if dense_wall > 0 else float("nan")
+    return {"auc_difference": difference["mean"], "auc_difference_std": difference["std"],
+            "auc_difference_ci95": difference["ci95"], "mlp_flops_saving": saving, "wall_time_reduction": time_cut,
+            "targets_met": {"flops_saving_at_least_40pct": saving >= 0.40,
+                            "auc_within_0.002": abs(difference["mean"]) <= 0.002,
+                            "time_reduction_at_least_half_flops_saving": time_cut >= saving / 2}}
+
+
+def compare_report(result):
+    """The report --report-json writes: the first seed's AMGP run at the top level, its dense run under
+    "dense_baseline", the targets under "comparison" (as before there were several methods and seeds),
+    and everything under "experiment"."""
+    runs = result["runs"]
+    report = dict(runs["amgp"][0]) if "amgp" in runs else {}
+    if "dense" in runs:
+        report["dense_baseline"] = runs["dense"][0]
+    if "amgp" in runs and "dense" in runs:
+        report["comparison"] = comparison(result["summary"])
+    report["experiment"] = result
+    return report
