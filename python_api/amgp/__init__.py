@@ -11,6 +11,7 @@ from .sparse_linear import SparseLinear
 from .sparse_mlp import SparseMLP
 from .dlrm import DLRM
 from .schedule import GrowPruneSchedule, Phase, plan_phases
+from .sparsify import sparsify
 
 __version__ = "0.1.0"
 
@@ -30,5 +31,6 @@ __all__ = [
     "prunable_layers",
     "prune_blocks",
     "set_backend",
+    "sparsify",
     "zero_inactive_",
 ]

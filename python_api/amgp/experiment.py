@@ -19,7 +19,7 @@ from .dlrm import DLRM
 from .flops import flops_per_sample, layer_shapes, mlp_flops_per_sample, narrow_sizes, plan_fraction, static_density
 from .recurring import Stages, continue_training
 from .schedule import plan_phases
-from .train import Trainer, total_steps
+from .train import make_trainer, total_steps
 
 METHODS = ("dense", "amgp", "static", "narrow")
 DEFAULT_METHODS = ("dense", "amgp")
@@ -101,7 +101,7 @@ def run_experiment(config, methods=DEFAULT_METHODS, seeds=1, recurring=None, wri
             run_config = dataclasses.replace(method_config(config, method, budget), seed=seed,
                                              save_model=run_path(config.save_model, method, seed))
             write(f"-- {method}, seed {seed}")
-            trainer = Trainer(run_config, data=data, label=f"{method} seed {seed}")
+            trainer = make_trainer(run_config, data=data, label=f"{method} seed {seed}")
             runs[method].append({**trainer.run(), "method": method, "seed": seed})
             if recurring:
                 state = trainer.model.state_dict()

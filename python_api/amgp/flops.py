@@ -44,7 +44,7 @@ def layer_shapes(model, layers=None):
     """LayerShape of every SparseLinear in `model`, marked as GrowPruneSchedule(model, layers=layers) prunes."""
     selected = selected_layers(model, layers)
     pruned_out = {id(layer) for _, layer, _ in selected}
-    pruned_in = {id(nxt) for _, _, nxt in selected if nxt is not None}
+    pruned_in = {id(consumer) for _, _, consumers in selected for consumer in consumers}
     return [LayerShape(m.in_features, m.out_features, m.block_size, id(m) in pruned_in, id(m) in pruned_out)
             for m in model.modules() if isinstance(m, SparseLinear)]
 

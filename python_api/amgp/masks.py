@@ -3,7 +3,7 @@ import torch
 
 from amgp_kernels.reference import channel_mask, num_blocks
 
-__all__ = ["as_block_mask", "channel_mask", "mask_to_indices", "num_blocks"]
+__all__ = ["as_block_mask", "channel_mask", "check_tied_mask_keys", "mask_to_indices", "num_blocks"]
 
 
 def as_block_mask(mask, n_blocks, name, device=None) -> torch.Tensor:
@@ -26,3 +26,20 @@ def mask_to_indices(mask: torch.Tensor):
     if bool(mask.all()):
         return None
     return torch.nonzero(mask).flatten().to(torch.int32)
+
+
+def check_tied_mask_keys(state_dict, tied, error_msgs):
+    """For each (producer key prefix, consumer key prefix) in `tied`, whose producer.out_mask and
+    consumer.in_mask are one shared tensor: a state_dict giving the two keys different values would
+    silently keep whichever loads last, so report it in `error_msgs`. An absent key means all-active."""
+    for producer, consumer in tied:
+        keys = (f"{producer}.out_mask", f"{consumer}.in_mask")
+        values = [state_dict.get(key) for key in keys]
+        if all(v is None for v in values) or not all(isinstance(v, torch.Tensor) or v is None for v in values):
+            continue
+        shape = next(v.shape for v in values if v is not None)
+        values = [torch.ones(shape, dtype=torch.bool) if v is None else v.detach().cpu() for v in values]
+        if values[0].shape != values[1].shape or not torch.equal(values[0], values[1]):
+            error_msgs.append(f"{keys[0]} and {keys[1]} are one shared mask (tied layers), but the state_dict "
+                              f"gives them different values ({values[0].tolist()} vs {values[1].tolist()}; "
+                              "a missing key means all-active)")

@@ -5,22 +5,16 @@ import math
 import torch
 
 from .sparse_linear import SparseLinear
-from .sparse_mlp import SparseMLP
 
 
 def prunable_layers(module):
-    """(layer, next_layer_or_None) pairs whose output blocks may be pruned: every hidden layer of
-    each SparseMLP (not its output layer), and each SparseLinear outside a SparseMLP."""
-    pairs, inside_mlp = [], set()
-    for sub in module.modules():
-        if isinstance(sub, SparseMLP):
-            layers = list(sub.layers)
-            inside_mlp.update(id(layer) for layer in layers)
-            pairs += [(layers[i], layers[i + 1]) for i in range(len(layers) - 1)]
-    for sub in module.modules():
-        if isinstance(sub, SparseLinear) and id(sub) not in inside_mlp:
-            pairs.append((sub, None))
-    return pairs
+    """(layer, consumers) for every SparseLinear in `module` whose output is read by tied SparseLinear
+    layers only (consumers: the tuple of layers whose in_mask *is* its out_mask; see
+    SparseLinear.tie_in_mask): the hidden layers of SparseMLPs and of models made by amgp.sparsify.
+    Pruning such a layer's output blocks prunes both sides of each hidden GEMM. A layer without
+    tied consumers (an MLP's output layer, a layer read elsewhere) never has its output pruned."""
+    return [(layer, layer.mask_consumers) for layer in module.modules()
+            if isinstance(layer, SparseLinear) and layer.mask_consumers]
 
 
 def weight_density(module):
@@ -31,17 +25,18 @@ def weight_density(module):
     return sum(layer.density * layer.weight.numel() for layer in layers) / total if total else 1.0
 
 
-def block_magnitude(layer, next_layer=None):
+def block_magnitude(layer, consumers=()):
     """Importance of each output block: L2 norm of its incoming weights (and bias) times the L2
-    norm of the weights that read it in the next layer, if any."""
+    norm of the weights that read it in `consumers` (a SparseLinear or a sequence of them), if any."""
     bs, n = layer.block_size, layer.n_out_blocks
     rows = layer.weight.detach().float().pow(2).sum(1)
     if layer.bias is not None:
         rows = rows + layer.bias.detach().float().pow(2)
     pad = n * bs - layer.out_features
     score = torch.nn.functional.pad(rows, (0, pad)).view(n, bs).sum(1).sqrt()
-    if next_layer is not None:
-        cols = next_layer.weight.detach().float().pow(2).sum(0)
+    consumers = [consumers] if isinstance(consumers, SparseLinear) else list(consumers or ())
+    if consumers:
+        cols = sum(consumer.weight.detach().float().pow(2).sum(0) for consumer in consumers)
         score = score * torch.nn.functional.pad(cols, (0, pad)).view(n, bs).sum(1).sqrt()
     return score
 
@@ -73,6 +68,10 @@ def zero_inactive_(layer, optimizer=None):
         _zero_optimizer_state_(param, ~active, optimizer)
 
 
+NOTHING_TO_PRUNE = ("module contains no SparseLinear feeding tied SparseLinear layers (no hidden layer to prune): "
+                    "use SparseMLP, or amgp.sparsify(model) to convert a model's nn.Linear chains")
+
+
 def prune_blocks(module, density, optimizer=None):
     """Prune every prunable layer of `module` (see prunable_layers) to `density` of its output
     blocks by block magnitude, and zero the pruned weights, bias entries and optimizer state."""
@@ -80,24 +79,25 @@ def prune_blocks(module, density, optimizer=None):
         raise ValueError(f"density must be in (0, 1], got {density}")
     pairs = prunable_layers(module)
     if not pairs:
-        raise ValueError("module contains no SparseLinear or SparseMLP layer to prune")
-    masks = [keep_top_blocks(block_magnitude(layer, next_layer).masked_fill(~layer.out_mask, float("-inf")), density)
-             for layer, next_layer in pairs]
+        raise ValueError(NOTHING_TO_PRUNE)
+    masks = [keep_top_blocks(block_magnitude(layer, consumers).masked_fill(~layer.out_mask, float("-inf")), density)
+             for layer, consumers in pairs]
     set_block_masks_(pairs, masks, optimizer)
 
 
 @torch.no_grad()
 def set_block_masks_(pairs, masks, optimizer=None, init="function_preserving", generator=None, snapshots=None):
-    """Give each (layer, next_layer) pair of `pairs` the output block mask in `masks` (same order).
+    """Give each (layer, consumers) pair of `pairs` (see prunable_layers) the output block mask in
+    `masks` (same order); the consumers' in_mask is the same tensor.
     Blocks that become inactive are pruned (weights, bias entries and optimizer state zeroed, see
     zero_inactive_); blocks that become active are grown with init_grown_(`init`); `snapshots` maps
     id(layer) -> (weight, bias) for init="restore"."""
-    layers = {id(m): m for pair in pairs for m in pair if m is not None}
+    layers = {id(m): m for layer, consumers in pairs for m in (layer, *consumers)}
     old = {key: (m.out_channel_mask, m.in_channel_mask) for key, m in layers.items()}
-    for (layer, next_layer), mask in zip(pairs, masks):
+    for (layer, consumers), mask in zip(pairs, masks):
         layer.set_out_mask(mask)
-        if next_layer is not None:
-            next_layer.refresh_indices()
+        for consumer in consumers:
+            consumer.refresh_indices()
     for key, layer in layers.items():
         old_out, old_in = old[key]
         layer.refresh_indices()

@@ -11,7 +11,7 @@ import dataclasses
 
 from .checkpoint import load_checkpoint
 from .data import CriteoData, read_criteo_rows, split_latest
-from .train import Trainer, build_data, evaluate, shuffle_seed
+from .train import build_data, evaluate, make_trainer, shuffle_seed
 
 # The settings that make a checkpoint's model: a warm start builds its model from these.
 ARCHITECTURE = ("arch_sparse_feature_size", "arch_embedding_size", "arch_mlp_bot", "arch_mlp_top",
@@ -79,7 +79,7 @@ def continue_training(config, model_state, data, steps, label="recurring"):
     same split before the first step as before_test_auc / before_test_logloss."""
     run = dataclasses.replace(config, amgp=False, static_prune=False, num_batches=steps, nepochs=1, load_model=None,
                               stop_at_step=None)
-    trainer = Trainer(run, data=data, model_state=model_state, label=label)
+    trainer = make_trainer(run, data=data, model_state=model_state, label=label)
     before = evaluate(trainer.model, trainer.test_batches, trainer.device)
     report = trainer.run()
     return {**report, "mode": "recurring", "before_test_auc": before["auc"], "before_test_logloss": before["logloss"]}

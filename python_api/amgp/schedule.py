@@ -9,7 +9,8 @@ import dataclasses
 
 import torch
 
-from .pruning import GROWTH_INITS, block_magnitude, keep_top_blocks, prunable_layers, set_block_masks_, weight_density
+from .pruning import (GROWTH_INITS, NOTHING_TO_PRUNE, block_magnitude, keep_top_blocks, prunable_layers,
+                      set_block_masks_, weight_density)
 from .sparse_linear import SparseLinear
 
 CRITERIA = ("magnitude", "taylor")
@@ -84,12 +85,12 @@ def plan_phases(total_steps, warmup=0.1, final_dense=0.2, dense_steps=0.05, cycl
 
 
 def selected_layers(model, layers=None):
-    """(name, layer, next layer or None) of every prunable layer of `model` (see
-    pruning.prunable_layers) whose name starts with one of the prefixes in `layers` (None: all)."""
+    """(name, layer, consumers) of every prunable layer of `model` (see pruning.prunable_layers) whose
+    name starts with one of the prefixes in `layers` (None: all)."""
     names = {id(m): name for name, m in model.named_modules()}
-    pairs = all_pairs = [(names[id(layer)], layer, nxt) for layer, nxt in prunable_layers(model)]
+    pairs = all_pairs = [(names[id(layer)], layer, consumers) for layer, consumers in prunable_layers(model)]
     if not pairs:
-        raise ValueError("model contains no SparseLinear or SparseMLP layer to prune")
+        raise ValueError(NOTHING_TO_PRUNE)
     if layers is not None:
         prefixes = [layers] if isinstance(layers, str) else list(layers)
         pairs = [p for p in pairs if any(p[0].startswith(prefix) for prefix in prefixes)]
@@ -211,14 +212,14 @@ class GrowPruneSchedule:
         """{layer name: bool block mask} for `phase`: all-active in dense phases; in sparse phases
         the top blocks by the criterion (scored on the current, dense, weights)."""
         masks = {}
-        for name, layer, nxt in self.pairs:
+        for name, layer, consumers in self.pairs:
             if not phase.sparse or self.densities[name] >= 1.0:
                 masks[name] = torch.ones(layer.n_out_blocks, dtype=torch.bool, device=layer.out_mask.device)
                 continue
             if self.criterion == "taylor" and bool(self._taylor[name].any()):
                 score = self._taylor[name].to(layer.out_mask.device)
             else:
-                score = block_magnitude(layer, nxt)
+                score = block_magnitude(layer, consumers)
             masks[name] = keep_top_blocks(score, self.densities[name])
         return masks
 
@@ -231,14 +232,15 @@ class GrowPruneSchedule:
                                for name, m in layers.items()}
         # Seeded by (seed, step): every rank, and a resumed run, draws the same grown weights.
         generator = torch.Generator().manual_seed(hash((self.seed, self.step_count)) % (2**63))
-        set_block_masks_([(layer, nxt) for _, layer, nxt in self.pairs], [masks[name] for name, _, _ in self.pairs],
+        set_block_masks_([(layer, consumers) for _, layer, consumers in self.pairs],
+                         [masks[name] for name, _, _ in self.pairs],
                          self.optimizer, self.growth, generator,
                          {id(layers[name]): value for name, value in self._snapshots.items()})
         self._refresh_flops()
 
     def _involved_layers(self):
         names = {id(m): name for name, m in self.model.named_modules()}
-        return {names[id(m)]: m for _, layer, nxt in self.pairs for m in (layer, nxt) if m is not None}
+        return {names[id(m)]: m for _, layer, consumers in self.pairs for m in (layer, *consumers)}
 
     # ----- taylor scores -----------------------------------------------------------------------
     def _collecting_taylor(self):

@@ -16,6 +16,15 @@ def _check_positive_int(value, name):
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+class _MaskTies:
+    """Which layers share masks with a SparseLinear. Kept in a plain object, not as module attributes,
+    so that the tied layers are not registered as submodules (no extra state_dict keys or modules)."""
+
+    def __init__(self):
+        self.producer = None
+        self.consumers = []
+
+
 class SparseLinear(nn.Module):
     """y = act(x @ weight.T + bias) over the active blocks of `in_mask` (input channels) and
     `out_mask` (output channels). Inactive output channels are exact zeros, inactive weight blocks
@@ -68,6 +77,7 @@ class SparseLinear(nn.Module):
         self.register_buffer("out_index", None, persistent=False)
         self.register_buffer("in_index", None, persistent=False)
         self._index_keys = {}
+        self._mask_ties = _MaskTies()
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -101,6 +111,49 @@ class SparseLinear(nn.Module):
         with torch.no_grad():
             buffer.copy_(mask)  # in place: keeps masks tied across layers (SparseMLP)
         self.refresh_indices()
+
+    def tie_in_mask(self, producer):
+        """Make this layer's in_mask *be* `producer`'s out_mask (one tensor), for a layer that reads
+        `producer`'s output (through element-wise steps at most): pruning a block of the producer's
+        output then removes the channel and every weight that reads it. Ties survive .to() / .cuda() /
+        deepcopy / pickling; a producer may feed several tied consumers, a consumer reads one producer."""
+        if not isinstance(producer, SparseLinear):
+            raise TypeError(f"producer must be a SparseLinear, got {type(producer).__name__}")
+        if producer is self:
+            raise ValueError("a layer cannot read its own output (producer is this layer)")
+        if producer.out_features != self.in_features or producer.block_size != self.block_size:
+            raise ValueError(
+                f"producer's output ({producer.out_features} channels, block_size {producer.block_size}) does not "
+                f"match this layer's input ({self.in_features} channels, block_size {self.block_size})")
+        current = self._mask_ties.producer
+        if current is not None and current is not producer:
+            raise ValueError("this layer's in_mask is already tied to another producer")
+        self._mask_ties.producer = producer
+        if not any(c is self for c in producer._mask_ties.consumers):
+            producer._mask_ties.consumers.append(self)
+        self._buffers["in_mask"] = producer.out_mask
+        self.refresh_indices()
+
+    @property
+    def mask_producer(self):
+        """The SparseLinear whose out_mask is this layer's in_mask, or None."""
+        return self._mask_ties.producer
+
+    @property
+    def mask_consumers(self):
+        """The SparseLinear layers whose in_mask is this layer's out_mask (a tuple, maybe empty)."""
+        return tuple(self._mask_ties.consumers)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to()/.cuda() replace buffers one by one, which would untie shared masks: tie them again.
+        # Whichever of producer and consumer is moved last leaves both on the producer's new tensor.
+        result = super()._apply(fn, *args, **kwargs)
+        ties = self._mask_ties
+        if ties.producer is not None:
+            self._buffers["in_mask"] = ties.producer.out_mask
+        for consumer in ties.consumers:
+            consumer._buffers["in_mask"] = self.out_mask
+        return result
 
     def _mask_key(self, name):
         mask = getattr(self, name)
@@ -154,12 +207,22 @@ class SparseLinear(nn.Module):
 
     # ----- conversion --------------------------------------------------------------------------
     @classmethod
-    def from_linear(cls, linear, block_size=32, activation="none", backend=None):
-        """A SparseLinear (all blocks active) with `linear`'s weights, device and dtype."""
+    def from_linear(cls, linear, block_size=32, activation="none", backend=None, share_parameters=False):
+        """A SparseLinear (all blocks active) with `linear`'s weights, device and dtype: copies of them,
+        or (share_parameters=True) the same Parameter objects, so that an optimizer built on `linear`
+        goes on updating the new layer."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        device = "meta" if share_parameters else linear.weight.device
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, block_size=block_size,
-                    device=linear.weight.device, dtype=linear.weight.dtype, activation=activation, backend=backend)
+                    device=device, dtype=linear.weight.dtype, activation=activation, backend=backend)
+        layer.train(linear.training)
+        if share_parameters:
+            layer.weight, layer.bias = linear.weight, linear.bias
+            for name in _MASKS:
+                layer._buffers[name] = torch.ones_like(getattr(layer, name), device=linear.weight.device)
+            layer.refresh_indices(force=True)
+            return layer
         with torch.no_grad():
             layer.weight.copy_(linear.weight)
             if linear.bias is not None:

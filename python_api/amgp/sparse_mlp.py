@@ -1,7 +1,7 @@
 """SparseMLP: a chain of SparseLinear layers with fused activations and tied block masks."""
-import torch
 from torch import nn
 
+from .masks import check_tied_mask_keys
 from .sparse_linear import SparseLinear
 
 
@@ -41,30 +41,12 @@ class SparseMLP(nn.Module):
 
     def _tie_masks(self):
         for producer, consumer in zip(self.layers[:-1], self.layers[1:]):
-            consumer._buffers["in_mask"] = producer.out_mask
-            consumer.refresh_indices()
-
-    def _apply(self, fn, *args, **kwargs):
-        # .to()/.cuda()/.half() replace buffers one by one, which would untie the shared masks.
-        result = super()._apply(fn, *args, **kwargs)
-        self._tie_masks()
-        return result
+            consumer.tie_in_mask(producer)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        # Each hidden mask is saved twice (producer's out_mask, consumer's in_mask) but is one tensor here:
-        # two different values would silently keep whichever loads last. An absent key means all-active.
-        for i in range(len(self.layers) - 1):
-            keys = (f"{prefix}layers.{i}.out_mask", f"{prefix}layers.{i + 1}.in_mask")
-            values = [state_dict.get(key) for key in keys]
-            if all(v is None for v in values) or not all(isinstance(v, torch.Tensor) or v is None for v in values):
-                continue
-            shape = next(v.shape for v in values if v is not None)
-            values = [torch.ones(shape, dtype=torch.bool) if v is None else v.detach().cpu() for v in values]
-            if values[0].shape != values[1].shape or not torch.equal(values[0], values[1]):
-                error_msgs.append(f"{keys[0]} and {keys[1]} are one shared mask in SparseMLP, but the state_dict "
-                                  f"gives them different values ({values[0].tolist()} vs {values[1].tolist()}; "
-                                  "a missing key means all-active)")
+        check_tied_mask_keys(state_dict, [(f"{prefix}layers.{i}", f"{prefix}layers.{i + 1}")
+                                          for i in range(len(self.layers) - 1)], error_msgs)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 

@@ -19,6 +19,7 @@ from .metrics import ctr_metrics
 from .schedule import GrowPruneSchedule, describe_phase
 
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
+ENGINES = ("amgp", "torchrec")  # amgp.DLRM under DDP, or TorchRec's DLRM under DMP (amgp.torchrec.engine)
 DATA_ORDERS = ("total", "none")  # dlrm's --data-randomize: shuffle the training lines, or keep file order
 
 
@@ -51,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     use_gpu: bool = False
     backend: Optional[str] = None
+    engine: str = "amgp"
     # AMGP
     amgp: bool = True
     static_prune: bool = False  # the static baseline: prune once after the warmup, train pruned to the end
@@ -131,7 +133,9 @@ def build_model(config, data, device, sparse=True):
 
 
 def build_optimizer(config, model):
-    params, lr, wd = model.parameters(), config.learning_rate, config.weight_decay
+    """The optimizer for `model`'s parameters (or for `model`, an iterable of parameters)."""
+    params = model.parameters() if isinstance(model, torch.nn.Module) else model
+    lr, wd = config.learning_rate, config.weight_decay
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
     if config.optimizer == "adagrad":
@@ -187,18 +191,18 @@ class Trainer:
         self.main = distributed.is_main()
         torch.manual_seed(config.seed)
         self.data = build_data(config) if data is None else data
-        self.model = build_model(config, self.data, self.device)
+        self.model = self.build_model()
         if model_state is not None:
             try:
                 self.model.load_state_dict(model_state)
             except RuntimeError as error:  # shapes or names that do not fit: say so without a traceback
                 raise ValueError(f"model_state does not fit the model these settings build: {error}") from None
-        self.optimizer = build_optimizer(config, self.model)
+        self.optimizer = self.build_optimizer()
         self.total_steps = total_steps(config, self.data)
-        self.schedule = build_schedule(config, self.model, self.optimizer, self.total_steps)
+        self.schedule = build_schedule(config, self.replicated_module(), self.optimizer, self.total_steps)
         # Rank 0 decides every mask change and broadcasts it, so masks and weights never diverge.
         self.schedule.decide_masks = distributed.decided_on_rank(self.schedule.decide_masks)
-        self.logits = distributed.data_parallel(self.model, "logits")
+        self.logits = self.parallel_logits()
         self.test_batches = self.data.test_batches()
         self.step = 0
         self.history = {"loss": [], "auc": []}  # (step, value) pairs
@@ -207,6 +211,22 @@ class Trainer:
         self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
         if config.load_model:
             self.load(config.load_model)
+
+    # ----- what the engine builds (amgp.torchrec.engine.TorchRecTrainer overrides these) ---------
+    def build_model(self):
+        return build_model(self.config, self.data, self.device)
+
+    def build_optimizer(self):
+        return build_optimizer(self.config, self.model)
+
+    def parallel_logits(self):
+        """(dense, sparse) -> logits, training across ranks (gradients averaged)."""
+        return distributed.data_parallel(self.model, "logits")
+
+    def replicated_module(self):
+        """The part of the model every rank holds whole: the schedule prunes its MLPs and the report
+        compares its state across ranks."""
+        return self.model
 
     # ----- checkpoints -------------------------------------------------------------------------
     def state(self):
@@ -318,6 +338,7 @@ class Trainer:
         wall = sum(summary["phase_times_s"].values())
         return {
             "mode": self.config.mode,
+            "engine": self.config.engine,
             "steps": self.step,
             "total_steps": self.total_steps,
             "test_auc": metrics["auc"],
@@ -332,7 +353,7 @@ class Trainer:
             "device": str(self.device),
             "world_size": distributed.world_size(),
             # Bit-for-bit comparison of every parameter and mask with rank 0's (empty: in sync).
-            "ranks_differing_state": distributed.differing_state(self.model),
+            "ranks_differing_state": distributed.differing_state(self.replicated_module()),
             "history": self.history,
         }
 
@@ -343,6 +364,16 @@ class Trainer:
         return auto_backend(self.device) if name == "auto" else name
 
 
+def make_trainer(config, **kwargs):
+    """The Trainer of config.engine (TorchRec's is imported only when asked for); kwargs go to it."""
+    if config.engine == "torchrec":
+        from .torchrec.engine import TorchRecTrainer
+        return TorchRecTrainer(config, **kwargs)
+    if config.engine != "amgp":
+        raise ValueError(f"engine must be one of {ENGINES}, got {config.engine!r}")
+    return Trainer(config, **kwargs)
+
+
 def train(config):
     """Train per `config` and return the report dict (see Trainer.report)."""
-    return Trainer(config).run()
+    return make_trainer(config).run()

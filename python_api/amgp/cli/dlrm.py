@@ -100,6 +100,9 @@ def build_parser():
                        help="CPU threads for torch (default: torch's choice; 1 gives steadier timings on a busy machine)")
     train.add_argument("--backend", choices=("auto", "cpu", "cuda", "triton", "reference"), default=None,
                        help="block_linear backend (default: $AMGP_BACKEND or auto)")
+    train.add_argument("--engine", choices=training.ENGINES, default=d.engine,
+                       help="amgp: amgp.DLRM under DDP; torchrec: TorchRec's DLRM under DistributedModelParallel "
+                            "(needs amgp[torchrec]) (default %(default)s)")
     amgp = parser.add_argument_group("AMGP (phase lengths: steps like 40, or fractions of training like 0.1)")
     amgp.add_argument("--no-amgp", dest="amgp", action="store_false", help="dense baseline: no pruning")
     amgp.add_argument("--static-prune", action="store_true",
@@ -171,6 +174,13 @@ def config_from_args(args, parser):
             amgp_kernels.backends.resolve(args.backend, torch.device("cuda" if args.use_gpu else "cpu"))
         except amgp_kernels.BackendUnavailableError as error:
             parser.error(f"--backend {args.backend}: {error}")
+    if args.engine == "torchrec":
+        if args.recurring:
+            parser.error("--engine torchrec does not support --recurring yet (a warm start of sharded tables)")
+        try:
+            import amgp.torchrec  # noqa: F401
+        except ImportError as error:
+            parser.error(f"--engine torchrec: {error}")
     fields = {f.name for f in training.dataclasses.fields(training.TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["amgp_layers"] = None if args.amgp_layers is None else [p for p in args.amgp_layers.split(",") if p]
