@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import SparseMLP, prune_blocks
+from .. import SparseLinear, SparseMLP, prune_blocks
 from ..pruning import weight_density
 from . import metrics
 from .cases import DLRM_CONFIGS
@@ -108,19 +108,21 @@ def training_step(model, batches, optimizer):
 
 
 def contract_floor_step(compacted, pruned, batches):
-    """step(i): the compacted model's forward and backward, then fresh full-size zero gradients for every
-    parameter of the pruned model and an SGD step over its full-size parameters (stand-ins of its shapes).
-    What no implementation of the op contract can avoid: parameters, gradients and so the optimizer's work
-    keep their full size."""
+    """step(i): the compacted model's forward and backward, then one SGD step over its parameters outside the
+    MLPs (embeddings) and over full-size stand-ins of the pruned model's MLP parameters, each given a fresh
+    full-size zero gradient. What no implementation of the op contract can avoid: the MLP parameters, their
+    gradients and so the optimizer's work keep their full size."""
     loss_fn = nn.BCEWithLogitsLoss()
     logits = _logits(compacted)
-    parameters = list(compacted.parameters())
-    full_size = [torch.zeros_like(p) for p in pruned.parameters()]
-    optimizer = torch.optim.SGD(full_size, lr=LEARNING_RATE)
+    mlp_names = {f"{module_name}.{name}".lstrip(".") for module_name, module in pruned.named_modules()
+                 if isinstance(module, SparseLinear) for name, _ in module.named_parameters(recurse=False)}
+    others = [compacted.get_parameter(name) for name, _ in pruned.named_parameters() if name not in mlp_names]
+    full_size = [torch.zeros_like(p) for name, p in pruned.named_parameters() if name in mlp_names]
+    optimizer = torch.optim.SGD(others + full_size, lr=LEARNING_RATE)
 
     def step(i):
         inputs, label = batches[i % len(batches)]
-        for p in parameters:
+        for p in compacted.parameters():
             p.grad = None
         loss_fn(logits(*inputs), label).backward()
         for p in full_size:
