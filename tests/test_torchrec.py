@@ -156,21 +156,15 @@ def test_dmp_model_matches_the_unsharded_dlrm_and_the_schedule_zeroes_combined_o
             dist.destroy_process_group()
 
 
-# Once in about 40 two-rank launches on CPU, a rank died with this C++ std::terminate (typical of a std::thread
-# destroyed while joinable; amgp's C++ starts no thread, so it is in the torch / gloo / fbgemm stack); 36 reruns
-# did not reproduce it. Such a crash gets one more launch; any other failure, or the crash twice, fails the test.
-THIRD_PARTY_ABORT = "terminate called without an active exception"
-
-
 def run_cli(tmp_path, name, launcher, extra=()):
     report = tmp_path / f"{name}.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for attempt in range(2):
-        result = subprocess.run([*launcher, "-m", "amgp.cli.dlrm", *TINY, *extra, "--report-json", str(report)],
-                                capture_output=True, text=True, env=env, timeout=600)
-        if result.returncode == 0 or THIRD_PARTY_ABORT not in result.stderr:
-            break
+    result = subprocess.run([*launcher, "-m", "amgp.cli.dlrm", *TINY, *extra, "--report-json", str(report)],
+                            capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    # Every process group was really released at the end (its gloo threads would otherwise still run at
+    # interpreter exit, which aborts the process now and then): amgp.distributed.shutdown warns when not.
+    assert "still referenced after amgp.distributed.shutdown" not in result.stderr
     return json.loads(report.read_text()), result.stdout
 
 
@@ -212,6 +206,7 @@ def test_compare_on_the_torchrec_engine_reports_like_the_amgp_engine(tmp_path):
     (["--arch-interaction-op", "cat"], "interaction"),
     (["--save-model", "x.pt"], "checkpoint"),
     (["--compare", "dense,amgp", "--recurring"], "--recurring"),
+    (["--optimizer", "adam"], "no fused Adam"),  # fbgemm's CPU kernels (it used to fail inside fbgemm)
 ])
 def test_settings_torchrec_cannot_run_are_clear_errors(args, message, capsys):
     try:

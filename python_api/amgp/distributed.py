@@ -56,13 +56,19 @@ def init_from_env(use_gpu=False, timeout_s=1800):
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        # torch.distributed.nn.functional takes `group=group.WORLD` as a default argument, evaluated at
-        # import; torch imports it lazily (with torch._dynamo, e.g. at the first optimizer), and after
-        # the group exists that default would keep the group alive for good, so shutdown() could not
-        # stop its worker threads. Imported first, the default is None.
-        importlib.import_module("torch.distributed.nn.functional")
-        dist.init_process_group("nccl" if use_gpu else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        init_process_group("nccl" if use_gpu else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return device
+
+
+def init_process_group(backend, **kwargs):
+    """dist.init_process_group, so that shutdown() can end the group for real.
+
+    torch.distributed.nn.functional takes `group=group.WORLD` as a default argument, evaluated at import;
+    torch imports it lazily (with torch._dynamo, e.g. at the first optimizer), and after the group exists
+    that default would keep the group alive for good, so shutdown() could not stop its worker threads.
+    Imported first, the default is None."""
+    importlib.import_module("torch.distributed.nn.functional")
+    dist.init_process_group(backend, **kwargs)
 
 
 def shutdown():

@@ -19,11 +19,12 @@ from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTens
 from torchrec.distributed import DistributedModelParallel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints, Topology
+from torchrec.distributed.utils import optimizer_type_to_emb_opt_type
 from torchrec.models.dlrm import DLRM
-from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
+from .. import distributed
 from ..train import Trainer, build_optimizer
 from .sparsify import sparsify
 
@@ -43,6 +44,9 @@ def check_config(config):
                          f"--arch-sparse-feature-size ({config.arch_sparse_feature_size})")
     if len(config.arch_mlp_top) < 2:
         raise ValueError("--engine torchrec: TorchRec's over arch needs at least 2 widths in --arch-mlp-top")
+    if config.optimizer in ("adam", "adamw") and not config.use_gpu:
+        raise ValueError(f"--engine torchrec on the CPU: fbgemm's CPU embedding kernels have no fused Adam, so "
+                         f"--optimizer {config.optimizer} needs --use-gpu (on the CPU: sgd or adagrad)")
     if config.save_model or config.load_model:
         raise ValueError("--engine torchrec does not checkpoint yet (--save-model / --load-model): sharded tables "
                          "need torch.distributed.checkpoint")
@@ -88,8 +92,8 @@ def build_dlrm(config, table_sizes, device):
 def ensure_process_group(device):
     """DMP needs a process group: in a single process, a one-rank group in memory (no port)."""
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=dist.HashStore(), rank=0,
-                                world_size=1)
+        distributed.init_process_group("nccl" if device.type == "cuda" else "gloo", store=dist.HashStore(), rank=0,
+                                       world_size=1)
 
 
 def shard_tables(model, device, optimizer_class, optimizer_kwargs):
@@ -98,8 +102,14 @@ def shard_tables(model, device, optimizer_class, optimizer_kwargs):
     values they had (DMP re-initialises them otherwise)."""
     tables = model.sparse_arch.embedding_bag_collection
     initial = {name: value.detach().clone() for name, value in tables.state_dict().items()}
-    apply_optimizer_in_backward(optimizer_class, tables.parameters(), optimizer_kwargs)
-    sharders = [EmbeddingBagCollectionSharder()]
+    # The fused optimizer is given to the sharder, not by apply_optimizer_in_backward: that one keeps every table
+    # parameter in a global weak-key map whose value (the parameter's grad accumulator) holds the key, so the
+    # parameters, the sharded module and its process group would outlive the training, and the group's gloo
+    # threads would still run at interpreter exit (an abort, see amgp.distributed.shutdown).
+    # fbgemm's name for the learning rate is learning_rate.
+    fused = {"optimizer": optimizer_type_to_emb_opt_type(optimizer_class),
+             **{"learning_rate" if key == "lr" else key: value for key, value in optimizer_kwargs.items()}}
+    sharders = [EmbeddingBagCollectionSharder(fused_params=fused)]
     constraints = {config.name: ParameterConstraints(sharding_types=["table_wise"], compute_kernels=["fused"])
                    for config in tables.embedding_bag_configs()}
     planner = EmbeddingShardingPlanner(topology=Topology(world_size=dist.get_world_size(), compute_device=device.type),
