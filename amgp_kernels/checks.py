@@ -16,6 +16,12 @@ def validation_requested() -> bool:
     return os.environ.get("AMGP_VALIDATE", "0") not in ("", "0")
 
 
+def check_bool(value, name):
+    """TypeError naming the argument unless `value` is a bool (1 or "yes" are refused, not read as True)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
 def _require_tensor(value, name):
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
@@ -77,9 +83,8 @@ def check_arguments(x, weight, bias, in_blocks, out_blocks, block_size, activati
         raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
     if x.dim() < 1:
         raise ValueError("x must have at least 1 dimension (..., in_features)")
-    for value, name in ((packed_in, "packed_in"), (packed_out, "packed_out")):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    check_bool(packed_in, "packed_in")
+    check_bool(packed_out, "packed_out")
     if not packed_in and x.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"x.shape[-1] ({x.shape[-1]}) must equal weight.shape[1] (in_features={weight.shape[1]})"

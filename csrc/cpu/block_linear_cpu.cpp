@@ -348,17 +348,9 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
 
     if (output_mask[2]) {  // db = sum over the batch of dy', full-size
       const Tensor db_p = dy_p.sum(0);
-      if (out_runs.all) {
-        grad_b = db_p;
-      } else {
-        grad_b = at::zeros({out_f}, x.options());
-        const scalar_t* s = db_p.const_data_ptr<scalar_t>();
-        scalar_t* o = grad_b.mutable_data_ptr<scalar_t>();
-        for (const Run& run : out_runs.runs) {
-          std::memcpy(o + run.start, s, run.length * sizeof(scalar_t));
-          s += run.length;
-        }
-      }
+      grad_b = out_runs.all ? db_p
+                            : unpack_columns<scalar_t>(db_p.view({1, out_runs.channels}), out_runs, out_f,
+                                                       identity<scalar_t>).view({out_f});
     }
   });
   return {grad_x, grad_w, grad_b};

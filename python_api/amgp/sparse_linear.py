@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import amgp_kernels
+from amgp_kernels.checks import check_bool
 
 from .masks import as_block_mask, channel_mask, mask_to_indices, num_blocks
 
@@ -55,9 +56,8 @@ class SparseLinear(nn.Module):
             raise ValueError(f"activation must be 'none' or 'relu', got {activation!r}")
         if backend is not None and backend not in amgp_kernels.BACKENDS:
             raise ValueError(f"backend must be one of {amgp_kernels.BACKENDS} or None, got {backend!r}")
-        for value, name in ((packed_in, "packed_in"), (packed_out, "packed_out")):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+        check_bool(packed_in, "packed_in")
+        check_bool(packed_out, "packed_out")
         factory = {"device": device, "dtype": dtype}
         self.in_features = in_features
         self.out_features = out_features
@@ -112,11 +112,17 @@ class SparseLinear(nn.Module):
             buffer.copy_(mask)  # in place: keeps masks tied across layers (SparseMLP)
         self.refresh_indices()
 
-    def tie_in_mask(self, producer):
+    def tie_in_mask(self, producer, packed=False):
         """Make this layer's in_mask *be* `producer`'s out_mask (one tensor), for a layer that reads
         `producer`'s output (through element-wise steps at most): pruning a block of the producer's
         output then removes the channel and every weight that reads it. Ties survive .to() / .cuda() /
-        deepcopy / pickling; a producer may feed several tied consumers, a consumer reads one producer."""
+        deepcopy / pickling; a producer may feed several tied consumers, a consumer reads one producer.
+
+        packed: the producer passes this layer its output packed (active channels only), unless that width
+        is not a multiple of block_size: then it would depend on whether the short last block is active,
+        which the GPU backends and torch.compile could only learn by reading the mask back, and the
+        activation stays full-size."""
+        check_bool(packed, "packed")
         if not isinstance(producer, SparseLinear):
             raise TypeError(f"producer must be a SparseLinear, got {type(producer).__name__}")
         if producer is self:
@@ -132,6 +138,7 @@ class SparseLinear(nn.Module):
         if not any(c is self for c in producer._mask_ties.consumers):
             producer._mask_ties.consumers.append(self)
         self._buffers["in_mask"] = producer.out_mask
+        producer.packed_out = self.packed_in = packed and producer.out_features % producer.block_size == 0
         self.refresh_indices()
 
     @property

@@ -1,6 +1,8 @@
 """SparseMLP: a chain of SparseLinear layers with fused activations and tied block masks."""
 from torch import nn
 
+from amgp_kernels.checks import check_bool
+
 from .masks import check_tied_mask_keys
 from .sparse_linear import SparseLinear
 
@@ -14,10 +16,8 @@ class SparseMLP(nn.Module):
 
     packed (default True): hidden activations hold only their active channels (DESIGN.md "Packed
     activations"): the first layer reads the full input, the last writes the full output, and nothing in
-    between is full-size. A hidden width that is not a multiple of block_size stays full-size (its packed
-    width would depend on whether the short last block is active, which the GPU backends and
-    torch.compile could only learn by reading the mask back). packed=False keeps every activation
-    full-size; the results are the same.
+    between is full-size. A hidden width that is not a multiple of block_size stays full-size (see
+    SparseLinear.tie_in_mask). packed=False keeps every activation full-size; the results are the same.
     """
 
     def __init__(self, sizes, block_size=32, activation="relu", last_activation=None, bias=True, device=None,
@@ -33,15 +33,9 @@ class SparseMLP(nn.Module):
                          activation=activation if i < len(sizes) - 2 else last_activation, backend=backend)
             for i in range(len(sizes) - 1)
         )
-        if not isinstance(packed, bool):
-            raise TypeError(f"packed must be a bool, got {type(packed).__name__}")
+        check_bool(packed, "packed")
         for producer, consumer in zip(self.layers[:-1], self.layers[1:]):
-            producer.packed_out = consumer.packed_in = packed and producer.out_features % block_size == 0
-        self._tie_masks()
-
-    def _tie_masks(self):
-        for producer, consumer in zip(self.layers[:-1], self.layers[1:]):
-            consumer.tie_in_mask(producer)
+            consumer.tie_in_mask(producer, packed=packed)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amgp_kernels.checks import check_bool
+
 from .masks import check_tied_mask_keys
 from .sparse_linear import SparseLinear, _check_positive_int
 
@@ -82,8 +84,7 @@ def sparsify(module, block_size=32, *, chains=None, filter_fn=None, fuse_relu=Tr
     uses = _use_counts(module)
     names = {id(m): n for n, m in module.named_modules()}
     ties = []
-    if not isinstance(packed, bool):
-        raise TypeError(f"packed must be a bool, got {type(packed).__name__}")
+    check_bool(packed, "packed")
     for sub in module.modules():
         if pipeline_steps(sub) is not None:
             ties += _tie_pipeline(sub, pipeline_steps, names, uses, fuse_relu, packed)
@@ -151,12 +152,6 @@ def _is_relu(value):
     return (type(value) is nn.ReLU and not value._forward_hooks) or any(value is f for f in RELU)
 
 
-def _tie(producer, consumer, packed):
-    """Tie consumer's in_mask to producer's out_mask; pass the activation packed when asked and possible."""
-    consumer.tie_in_mask(producer)
-    producer.packed_out = consumer.packed_in = packed and producer.out_features % producer.block_size == 0
-
-
 def _tie_pipeline(pipeline, pipeline_steps, names, uses, fuse_relu, packed):
     """Tie every SparseLinear of the pipeline to the next SparseLinear when only element-wise steps lie
     between them; fuse a ReLU right after the producer. Returns the (producer, consumer) names tied
@@ -174,7 +169,7 @@ def _tie_pipeline(pipeline, pipeline_steps, names, uses, fuse_relu, packed):
         if (not isinstance(consumer, SparseLinear) or uses[id(consumer)] > 1
                 or (consumer.in_features, consumer.block_size) != (producer.out_features, producer.block_size)):
             continue
-        _tie(producer, consumer, packed)
+        consumer.tie_in_mask(producer, packed=packed)
         if fuse_relu and j > i + 1 and _is_relu(steps[i + 1].value) and producer.activation == "none":
             relu = steps[i + 1]
             setattr(relu.parent, relu.attr, nn.Identity())
@@ -206,7 +201,7 @@ def _tie_named_chain(root, chain, packed):
         layers.append(layer)
     for (producer_name, producer), (consumer_name, consumer) in zip(zip(chain, layers), zip(chain[1:], layers[1:])):
         try:
-            _tie(producer, consumer, packed)
+            consumer.tie_in_mask(producer, packed=packed)
         except ValueError as error:
             raise ValueError(f"chains: cannot tie {producer_name!r} -> {consumer_name!r}: {error}") from None
     return list(zip(chain, chain[1:]))
