@@ -40,8 +40,8 @@ class SparseLinear(nn.Module):
     changes.
 
     packed_in / packed_out (default False): the input / output holds only the active channels, in block
-    order (its width changes with the mask). For chains of layers whose masks are tied: SparseMLP sets
-    them on its hidden activations, so no full-size hidden activation is ever written.
+    order (its width changes with the mask). For chains of layers whose masks are tied:
+    tie_in_mask(producer, packed=True) sets them (SparseMLP and sparsify do, on every hidden activation).
     """
 
     packed_in = packed_out = False  # class defaults: modules pickled before these existed still load
