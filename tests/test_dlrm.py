@@ -80,7 +80,7 @@ def test_trained_amgp_model_ends_full_size_and_loads_into_plain_dlrm():
         torch.nn.functional.binary_cross_entropy_with_logits(model.logits(dense, sparse),
                                                              torch.randint(0, 2, (16,)).float()).backward()
         optimizer.step()
-        schedule.after_step(16)
+        schedule.after_step()
     assert schedule.density == 1.0
     state = model.state_dict()
     assert not any(key.endswith("_mask") for key in state)  # full size: no masks saved

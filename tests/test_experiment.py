@@ -10,7 +10,8 @@ from amgp.cli.dlrm import main
 from amgp.data import SyntheticCTR
 from amgp.experiment import METHODS, paired, run_experiment, spread
 from amgp.recurring import RecurringConfig, Stages
-from amgp.train import TrainConfig, evaluate, train
+from amgp.engines import train
+from amgp.train import TrainConfig, evaluate
 from amgp.dlrm import DLRM
 
 # Every pruned width is a whole number of blocks, so predicted and counted FLOPs agree exactly.

@@ -1,10 +1,11 @@
-"""amgp.flops: FLOPs predicted from the layer shapes equal what GrowPruneSchedule counts, and the
+"""amgp.flops: FLOPs predicted from the layer shapes equal what the cost meter counts under a GrowPruneSchedule, and the
 static density / narrow widths that spend a given fraction of the dense MLP training FLOPs."""
 import pytest
 
 from amgp.dlrm import DLRM
 from amgp.flops import (flops_per_sample, kept_channels, layer_shapes, mlp_flops_per_sample, narrow_sizes,
                         plan_fraction, static_density)
+from amgp.meter import CostMeter
 from amgp.schedule import GrowPruneSchedule, Phase, plan_phases
 
 TABLES = [5, 7, 3]
@@ -17,10 +18,13 @@ def model(bottom=(4, 32, 16, 8), top=(48, 24, 1), block_size=8):
 def counted_fraction(net, steps, density, **plan):
     """Train-free run of the schedule: the fraction of the dense FLOPs it counts over `steps` steps."""
     schedule = GrowPruneSchedule(net, steps, density=density, **plan)
+    meter = CostMeter(net)
     for _ in range(steps):
+        kind = schedule.phase.kind
         schedule.before_step()
-        schedule.after_step(16)
-    return schedule.flops_computed / schedule.flops_dense
+        schedule.after_step()
+        meter.record_step(kind, 16)
+    return meter.flops_computed / meter.flops_dense
 
 
 def test_layer_shapes_mark_the_layers_the_schedule_prunes():

@@ -1,8 +1,9 @@
-"""GrowPruneSchedule: phase plan, pruning/growth at boundaries, zeroed optimizer state, counters."""
+"""GrowPruneSchedule: phase plan, pruning/growth at boundaries, zeroed optimizer state; the cost meter's counters."""
 import pytest
 import torch
 
 import amgp
+from amgp.meter import CostMeter
 from amgp.schedule import GrowPruneSchedule, Phase, plan_phases
 
 OPTIMIZERS = {
@@ -18,8 +19,9 @@ def tiny_model():
                                amgp.SparseMLP([16, 20, 1], block_size=4))
 
 
-def train_steps(model, optimizer, schedule, steps, on_change=None):
+def train_steps(model, optimizer, schedule, steps, on_change=None, meter=None):
     for _ in range(steps):
+        kind = schedule.phase.kind
         change = schedule.before_step()
         if change is not None and on_change is not None:
             on_change(change)
@@ -27,7 +29,9 @@ def train_steps(model, optimizer, schedule, steps, on_change=None):
         optimizer.zero_grad()
         model(x).pow(2).mean().backward()
         optimizer.step()
-        schedule.after_step(16)
+        schedule.after_step()
+        if meter is not None:
+            meter.record_step(kind, 16)
 
 
 def test_plan_phases_alternates_and_covers_all_steps():
@@ -82,7 +86,7 @@ def test_masks_change_only_at_phase_boundaries_and_end_full_size():
         optimizer.zero_grad()
         model(torch.randn(8, 12)).sum().backward()
         optimizer.step()
-        schedule.after_step(8)
+        schedule.after_step()
     assert changes == [(0, "warmup"), (2, "sparse"), (9, "dense"), (11, "sparse"), (17, "final")]
     sparse_steps = {p for phase in schedule.phases if phase.sparse for p in range(phase.start, phase.end)}
     assert all((d < 0.6) == (step in sparse_steps) for step, d in enumerate(densities))
@@ -94,14 +98,39 @@ def test_masks_change_only_at_phase_boundaries_and_end_full_size():
 def test_flop_counters_match_active_blocks():
     mlp = amgp.SparseMLP([8, 16, 4], block_size=4)
     schedule = GrowPruneSchedule(mlp, 4, density=0.5, warmup=1, final_dense=1, dense_steps=0, cycles=1)
+    meter = CostMeter(mlp)
     dense_per_sample = 6 * (8 * 16 + 16 * 4)
     sparse_per_sample = 6 * (8 * 8 + 8 * 4)  # half of the hidden channels stay
     for _ in range(4):
+        kind = schedule.phase.kind
         schedule.before_step()
-        schedule.after_step(10)
-    assert schedule.flops_dense == 4 * 10 * dense_per_sample
-    assert schedule.flops_computed == 10 * (2 * dense_per_sample + 2 * sparse_per_sample)
-    assert schedule.summary()["mlp_flops_saving"] == pytest.approx(1 - schedule.flops_computed / schedule.flops_dense)
+        schedule.after_step()
+        meter.record_step(kind, 10)
+    assert meter.flops_dense == 4 * 10 * dense_per_sample
+    assert meter.flops_computed == 10 * (2 * dense_per_sample + 2 * sparse_per_sample)
+    assert meter.summary()["mlp_flops_saving"] == pytest.approx(1 - meter.flops_computed / meter.flops_dense)
+
+
+def test_meter_notices_masks_changed_by_hand():
+    """FLOPs per sample follow the masks whoever changes them, not only the schedule."""
+    mlp = amgp.SparseMLP([8, 16, 4], block_size=4)
+    meter = CostMeter(mlp)
+    meter.record_step("dense", 1)
+    mlp.set_out_mask(0, torch.tensor([True, False, False, False]))
+    meter.record_step("sparse", 1)
+    assert meter.flops_computed == 6 * (8 * 16 + 16 * 4) + 6 * (8 * 4 + 4 * 4)
+    with pytest.raises(ValueError, match="kind"):
+        meter.record_step("pruned", 1)
+    meter.add_time("sparse", 0.5)
+    meter.add_time("data", 0.25)
+    assert meter.summary()["phase_times_s"]["sparse"] == 0.5 and meter.other_times == {"data": 0.25}
+
+
+def test_after_step_with_a_batch_size_says_where_counting_went():
+    schedule = GrowPruneSchedule(tiny_model(), 4)
+    with pytest.warns(DeprecationWarning, match="CostMeter"):
+        schedule.after_step(16)
+    assert schedule.step_count == 1
 
 
 def test_per_layer_density_and_layer_selection():
@@ -173,7 +202,7 @@ def test_taylor_criterion_uses_accumulated_activation_gradients(criterion, kept)
         optimizer.zero_grad()
         mlp(torch.rand(8, 4)).sum().backward()
         optimizer.step()
-        schedule.after_step(8)
+        schedule.after_step()
     assert schedule.before_step().sparse
     assert mlp.layers[0].out_mask.tolist() == kept
 
@@ -187,7 +216,7 @@ def test_zero_and_restore_growth(growth):
                                  growth=growth)
     for _ in range(3):
         schedule.before_step()
-        schedule.after_step(1)
+        schedule.after_step()
     pruned = ~mlp.layers[0].out_channel_mask
     schedule.before_step()
     if growth == "restore":
@@ -201,10 +230,13 @@ def test_state_dict_round_trip():
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     schedule = GrowPruneSchedule(model, 10, optimizer, criterion="taylor", growth="restore")
-    train_steps(model, optimizer, schedule, 4)
+    meter = CostMeter(model)
+    train_steps(model, optimizer, schedule, 4, meter=meter)
     other = GrowPruneSchedule(tiny_model(), 10, criterion="taylor", growth="restore")
     other.load_state_dict(schedule.state_dict())
-    assert other.step_count == 4 and other.flops_computed == schedule.flops_computed
+    other_meter = CostMeter(other.model)
+    other_meter.load_state_dict(meter.state_dict())
+    assert other.step_count == 4 and other_meter.flops_computed == meter.flops_computed > 0
     assert other.phase == schedule.phase
     with pytest.raises(ValueError, match="same total steps"):
         GrowPruneSchedule(tiny_model(), 11).load_state_dict(schedule.state_dict())
@@ -239,9 +271,10 @@ def test_static_plan_ends_pruned_only_when_asked():
     optimizer = torch.optim.Adagrad(model.parameters(), lr=0.05)
     schedule = GrowPruneSchedule(model, 10, optimizer, density=0.5, warmup=3, final_dense=0, dense_steps=0, cycles=1,
                                  end_full_size=False)
-    train_steps(model, optimizer, schedule, 10)
-    assert schedule.density < 1 and schedule.phase_steps == {"warmup": 3, "sparse": 7, "dense": 0, "final": 0}
-    assert schedule.samples == 160 and schedule.summary()["samples"] == 160
+    meter = CostMeter(model)
+    train_steps(model, optimizer, schedule, 10, meter=meter)
+    assert schedule.density < 1 and meter.phase_steps == {"warmup": 3, "sparse": 7, "dense": 0, "final": 0}
+    assert meter.samples == 160 and meter.summary()["samples"] == 160
 
 
 def test_a_plan_without_sparse_phases_leaves_a_pruned_model_as_it_is():
@@ -251,7 +284,8 @@ def test_a_plan_without_sparse_phases_leaves_a_pruned_model_as_it_is():
     masks = [m.out_mask.clone() for m in model.modules() if isinstance(m, amgp.SparseLinear)]
     optimizer = torch.optim.Adagrad(model.parameters(), lr=0.05)
     schedule = GrowPruneSchedule(model, 4, optimizer, cycles=0)
-    train_steps(model, optimizer, schedule, 4)
+    meter = CostMeter(model)
+    train_steps(model, optimizer, schedule, 4, meter=meter)
     assert all(torch.equal(m.out_mask, old) for m, old in
                zip((m for m in model.modules() if isinstance(m, amgp.SparseLinear)), masks))
-    assert 0 < schedule.flops_saving < 1
+    assert 0 < meter.flops_saving < 1

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import amgp
-from amgp import GrowPruneSchedule, SparseLinear, SparseMLP, prunable_layers, prune_blocks, sparsify
+from amgp import CostMeter, GrowPruneSchedule, SparseLinear, SparseMLP, prunable_layers, prune_blocks, sparsify
 
 
 def stock_mlp(seed=0):
@@ -110,17 +110,20 @@ def test_schedule_on_a_sparsified_mlp_trains_exactly_like_sparse_mlp():
     for net in (model, ours):
         optimizer = torch.optim.Adagrad(net.parameters(), lr=0.05)
         schedule = GrowPruneSchedule(net, 12, optimizer, density=0.5, warmup=2, final_dense=2, dense_steps=2, cycles=2)
+        meter = CostMeter(net)
         generator = torch.Generator().manual_seed(0)
         densities = []
         for _ in range(12):
+            kind = schedule.phase.kind
             schedule.before_step()
             x = torch.randn(16, 12, generator=generator)
             optimizer.zero_grad()
             net(x).pow(2).mean().backward()
             optimizer.step()
-            schedule.after_step(16)
+            schedule.after_step()
+            meter.record_step(kind, 16)
             densities.append(schedule.density)
-        runs.append((densities, schedule.summary()["mlp_flops_saving"], [p.detach().clone() for p in net.parameters()]))
+        runs.append((densities, meter.summary()["mlp_flops_saving"], [p.detach().clone() for p in net.parameters()]))
     assert runs[0][0] == runs[1][0] and min(runs[0][0]) < 0.5 and runs[0][0][-1] == 1.0
     assert runs[0][1] == runs[1][1] > 0.2
     for a, b in zip(runs[0][2], runs[1][2]):
@@ -160,7 +163,7 @@ def test_a_layer_feeding_several_consumers_keeps_its_output_dense_unless_all_are
         optimizer.zero_grad()
         model(torch.randn(8, 10)).pow(2).mean().backward()
         optimizer.step()
-        schedule.after_step(8)
+        schedule.after_step()
         if step == 3:  # sparse phase: the trunk's pruned channels are gone from both heads
             dead = ~model.trunk.out_channel_mask
             assert model.trunk.out_mask.sum() == 2

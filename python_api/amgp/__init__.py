@@ -10,12 +10,16 @@ from .pruning import block_magnitude, prunable_layers, prune_blocks, zero_inacti
 from .sparse_linear import SparseLinear
 from .sparse_mlp import SparseMLP
 from .dlrm import DLRM
+from .meter import CostMeter
+from .pruner import BlockPruner
 from .schedule import GrowPruneSchedule, Phase, plan_phases
 from .sparsify import sparsify
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlockPruner",
+    "CostMeter",
     "DLRM",
     "GrowPruneSchedule",
     "Phase",

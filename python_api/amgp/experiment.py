@@ -17,9 +17,10 @@ from scipy import stats
 
 from .dlrm import DLRM
 from .flops import flops_per_sample, layer_shapes, mlp_flops_per_sample, narrow_sizes, plan_fraction, static_density
+from .data import total_steps
+from .engines import make_trainer
+from .phases import plan_phases
 from .recurring import Stages, continue_training
-from .schedule import plan_phases
-from .train import make_trainer, total_steps
 
 METHODS = ("dense", "amgp", "static", "narrow")
 DEFAULT_METHODS = ("dense", "amgp")

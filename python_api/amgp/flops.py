@@ -1,7 +1,8 @@
 """MLP training FLOPs predicted from the layer shapes, and the baselines that spend the same budget.
 
 A training step costs 3 x the forward GEMM FLOPs per sample (forward, input gradient, weight gradient):
-6 * in * out per layer, as GrowPruneSchedule counts them. Pruning to density s keeps
+gemm_training_flops(in, out) = 6 * in * out per layer, the one formula that both these predictions and
+the trainer's cost meter (amgp.meter) use. Pruning to density s keeps
 blocks_kept(n, s) of a selected layer's n output blocks, so a layer whose outputs are pruned costs
 about s of its dense FLOPs, and a hidden layer whose inputs are pruned too about s^2. From this,
 without training anything:
@@ -13,9 +14,25 @@ without training anything:
 import dataclasses
 import math
 
-from .pruning import blocks_kept
-from .schedule import selected_layers
+from .pruning import blocks_kept, selected_layers
 from .sparse_linear import SparseLinear
+
+
+def gemm_training_flops(in_features, out_features):
+    """Training FLOPs per sample of one in -> out GEMM: forward, input gradient and weight gradient,
+    each 2 * in * out multiply-adds."""
+    return 6 * in_features * out_features
+
+
+def active_flops_per_sample(layers):
+    """(dense, active) training FLOPs per sample of the SparseLinear `layers`, active with their current
+    masks (read on the host: call it when a mask changes, not every step)."""
+    dense = active = 0
+    for layer in layers:
+        layer.refresh_indices()
+        dense += gemm_training_flops(layer.in_features, layer.out_features)
+        active += gemm_training_flops(int(layer.in_channel_mask.sum()), int(layer.out_channel_mask.sum()))
+    return dense, active
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +48,7 @@ class LayerShape:
         """Training FLOPs per sample with the pruned sides at `density` (blocks kept as the schedule keeps them)."""
         inputs = kept_channels(self.in_features, self.block_size, density) if self.prunes_in else self.in_features
         outputs = kept_channels(self.out_features, self.block_size, density) if self.prunes_out else self.out_features
-        return 6 * inputs * outputs
+        return gemm_training_flops(inputs, outputs)
 
 
 def kept_channels(features, block_size, density):
@@ -55,7 +72,7 @@ def flops_per_sample(shapes, density=1.0):
 
 def mlp_flops_per_sample(sizes):
     """Dense training FLOPs per sample of an MLP with widths `sizes`."""
-    return sum(6 * a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return sum(gemm_training_flops(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def plan_fraction(shapes, phases, density):
@@ -96,7 +113,7 @@ def narrow_sizes(mlps, fraction):
     for sizes in mlps:
         for i in range(len(sizes) - 1):
             hidden_sides = int(i > 0) + int(i + 1 < len(sizes) - 1)
-            coefficients[hidden_sides] += 6 * sizes[i] * sizes[i + 1]
+            coefficients[hidden_sides] += gemm_training_flops(sizes[i], sizes[i + 1])
     scale = _solve_increasing(coefficients, fraction * sum(coefficients), "a narrower model")
     narrowed = [[sizes[0]] + [max(1, round(scale * width)) for width in sizes[1:-1]] + [sizes[-1]]
                 for sizes in mlps]

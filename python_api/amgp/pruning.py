@@ -6,6 +6,9 @@ import torch
 
 from .sparse_linear import SparseLinear
 
+NOTHING_TO_PRUNE = ("module contains no SparseLinear feeding tied SparseLinear layers (no hidden layer to prune): "
+                    "use SparseMLP, or amgp.sparsify(model) to convert a model's nn.Linear chains")
+
 
 def prunable_layers(module):
     """(layer, consumers) for every SparseLinear in `module` whose output is read by tied SparseLinear
@@ -15,6 +18,22 @@ def prunable_layers(module):
     tied consumers (an MLP's output layer, a layer read elsewhere) never has its output pruned."""
     return [(layer, layer.mask_consumers) for layer in module.modules()
             if isinstance(layer, SparseLinear) and layer.mask_consumers]
+
+
+def selected_layers(model, layers=None):
+    """(name, layer, consumers) of every prunable layer of `model` (see prunable_layers) whose
+    name starts with one of the prefixes in `layers` (None: all)."""
+    names = {id(m): name for name, m in model.named_modules()}
+    pairs = all_pairs = [(names[id(layer)], layer, consumers) for layer, consumers in prunable_layers(model)]
+    if not pairs:
+        raise ValueError(NOTHING_TO_PRUNE)
+    if layers is not None:
+        prefixes = [layers] if isinstance(layers, str) else list(layers)
+        pairs = [p for p in pairs if any(p[0].startswith(prefix) for prefix in prefixes)]
+        if not pairs:
+            raise ValueError(f"layers {prefixes} match no prunable layer; prunable layers: "
+                             f"{[name for name, _, _ in all_pairs]}")
+    return pairs
 
 
 def weight_density(module):
@@ -66,10 +85,6 @@ def zero_inactive_(layer, optimizer=None):
     for param, active in masks:
         param.masked_fill_(~active, 0)
         _zero_optimizer_state_(param, ~active, optimizer)
-
-
-NOTHING_TO_PRUNE = ("module contains no SparseLinear feeding tied SparseLinear layers (no hidden layer to prune): "
-                    "use SparseMLP, or amgp.sparsify(model) to convert a model's nn.Linear chains")
 
 
 def prune_blocks(module, density, optimizer=None):

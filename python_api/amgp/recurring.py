@@ -10,12 +10,10 @@ or a narrow model keeps its size.
 import dataclasses
 
 from .checkpoint import load_checkpoint
-from .data import CriteoData, read_criteo_rows, split_latest
-from .train import build_data, evaluate, make_trainer, shuffle_seed
-
-# The settings that make a checkpoint's model: a warm start builds its model from these.
-ARCHITECTURE = ("arch_sparse_feature_size", "arch_embedding_size", "arch_mlp_bot", "arch_mlp_top",
-                "arch_interaction_op", "arch_interaction_itself", "block_size")
+from .config import MODEL_KEYS
+from .data import build_data, criteo_rows, split_latest
+from .engines import make_trainer
+from .train import evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +39,7 @@ class Stages:
         self.config, self.recurring = config, recurring
         if config.data_generation != "dataset":
             return
-        if not config.raw_data_file:
-            raise ValueError("data_generation 'dataset' needs raw_data_file (--raw-data-file)")
-        rows, self.lines_skipped = read_criteo_rows(config.raw_data_file, config.max_ind_range, config.skip_malformed)
+        rows, self.lines_skipped = criteo_rows(config)
         if recurring is None:
             self._offline_rows, self._next_rows = rows, None
         elif recurring.fraction == 1:
@@ -68,8 +64,7 @@ class Stages:
     def _criteo(self, rows, config, stage):
         if rows is None:
             raise ValueError(f"recurring fraction 1 makes the whole file the next day: no lines are left for {stage}")
-        return CriteoData.from_rows(rows, config.mini_batch_size, config.max_ind_range, config.test_fraction,
-                                    self.lines_skipped, shuffle_seed(config))
+        return build_data(config, rows=(rows, self.lines_skipped))
 
 
 def continue_training(config, model_state, data, steps, label="recurring"):
@@ -90,7 +85,7 @@ def warm_start(config, path, recurring):
     weights and masks; not its optimizer or schedule) trained recurring.steps steps on the next day of
     `config`'s data (config.save_model, if set, receives the result)."""
     saved = load_checkpoint(path, required=("config", "model"))
-    architecture = {key: saved["config"][key] for key in ARCHITECTURE if key in saved["config"]}
+    architecture = {key: saved["config"][key] for key in MODEL_KEYS if key in saved["config"]}
     config = dataclasses.replace(config, load_model=None, **architecture)
     data = Stages(config, recurring).next_day(config.seed)
     return continue_training(config, saved["model"], data, recurring.steps)

@@ -166,6 +166,12 @@ class SparseLinear(nn.Module):
         mask = getattr(self, name)
         return (mask.data_ptr(), mask.device, mask._version)
 
+    @property
+    def mask_version(self):
+        """A key that changes whenever either mask changes (its tensor or an in-place edit): caches of
+        anything derived from the masks compare it instead of reading the masks."""
+        return self._mask_key("out_mask"), self._mask_key("in_mask")
+
     def refresh_indices(self, force=False):
         """Rebuild the cached index lists of masks that changed since they were built."""
         for name, index_name in zip(_MASKS, ("out_index", "in_index")):

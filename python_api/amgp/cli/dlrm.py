@@ -9,6 +9,7 @@ seeds (amgp.experiment), or a warm start on the next day (amgp.recurring). Examp
     amgp-dlrm --load-model run.pt --recurring --recurring-steps 100
 """
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -18,16 +19,18 @@ import torch
 import amgp_kernels
 
 from .. import distributed, experiment, recurring
-from .. import train as training
+from ..config import ENGINES, OPTIMIZERS, TrainConfig
+from ..data import DATA_ORDERS
+from ..engines import train as train_one_run
 from ..data.criteo import CriteoFormatError
 from ..checkpoint import CheckpointError
 from ..pruning import GROWTH_INITS
-from ..schedule import CRITERIA
+from ..pruner import CRITERIA
 from .argtypes import (checked, dash_list, density, fraction, non_negative_float, non_negative_int,
                        positive_float, positive_int)
 from .experiment_table import format_budget, format_recurring, format_summary
 
-DEFAULTS = training.TrainConfig()
+DEFAULTS = TrainConfig()
 RECURRING = recurring.RecurringConfig()
 # Flags of the command, not of one training run.
 CLI_ONLY = ("compare", "seeds", "recurring", "recurring_steps", "recurring_drift", "recurring_fraction", "report_json",
@@ -80,7 +83,7 @@ def build_parser():
                       help="count and skip malformed Criteo lines instead of stopping with an error")
     data.add_argument("--test-fraction", type=fraction, default=d.test_fraction,
                       help="Criteo: last fraction of the lines used as test split (default %(default)s)")
-    data.add_argument("--data-randomize", choices=training.DATA_ORDERS, default=d.data_randomize,
+    data.add_argument("--data-randomize", choices=DATA_ORDERS, default=d.data_randomize,
                       help="Criteo training lines: total = a fresh random order each epoch, drawn from --seed; "
                            "none = file order (the test split is the latest lines either way)")
     data.add_argument("--num-test-batches", type=positive_int, default=d.num_test_batches,
@@ -90,7 +93,7 @@ def build_parser():
     train.add_argument("--num-batches", type=non_negative_int, default=d.num_batches,
                        help="batches per epoch (synthetic: the training set size; dataset: 0 = all lines)")
     train.add_argument("--nepochs", type=positive_int, default=d.nepochs)
-    train.add_argument("--optimizer", choices=training.OPTIMIZERS, default=d.optimizer)
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
     train.add_argument("--learning-rate", type=positive_float, default=d.learning_rate)
     train.add_argument("--momentum", type=non_negative_float, default=d.momentum, help="sgd momentum")
     train.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay)
@@ -100,7 +103,7 @@ def build_parser():
                        help="CPU threads for torch (default: torch's choice; 1 gives steadier timings on a busy machine)")
     train.add_argument("--backend", choices=("auto", "cpu", "cuda", "triton", "reference"), default=None,
                        help="block_linear backend (default: $AMGP_BACKEND or auto)")
-    train.add_argument("--engine", choices=training.ENGINES, default=d.engine,
+    train.add_argument("--engine", choices=ENGINES, default=d.engine,
                        help="amgp: amgp.DLRM under DDP; torchrec: TorchRec's DLRM under DistributedModelParallel "
                             "(needs amgp[torchrec]) (default %(default)s)")
     amgp = parser.add_argument_group("AMGP (phase lengths: steps like 40, or fractions of training like 0.1)")
@@ -181,10 +184,10 @@ def config_from_args(args, parser):
             import amgp.torchrec  # noqa: F401
         except ImportError as error:
             parser.error(f"--engine torchrec: {error}")
-    fields = {f.name for f in training.dataclasses.fields(training.TrainConfig)}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["amgp_layers"] = None if args.amgp_layers is None else [p for p in args.amgp_layers.split(",") if p]
-    return training.TrainConfig(**values)
+    return TrainConfig(**values)
 
 
 def format_report(reports):
@@ -220,7 +223,7 @@ def run(args, config):
         result = experiment.run_experiment(config, args.compare or [config.mode], args.seeds,
                                            settings if args.recurring else None)
         return experiment.compare_report(result), {m: runs[0] for m, runs in result["runs"].items()}, result
-    report = training.train(config)
+    report = train_one_run(config)
     return report, {report["mode"]: report}, None
 
 

@@ -183,9 +183,4 @@ class TorchRecTrainer(Trainer):
         return self.dense_part  # names as in the DLRM: dense_arch.model._mlp.0._linear, over_arch.model.1, ...
 
 
-def train(config):
-    """Train per `config` on this engine and return the report dict (see Trainer.report)."""
-    return TorchRecTrainer(config).run()
-
-
-__all__ = ["KJTModel", "TorchRecTrainer", "build_dlrm", "shard_tables", "to_kjt", "train"]
+__all__ = ["KJTModel", "TorchRecTrainer", "build_dlrm", "shard_tables", "to_kjt"]

@@ -1,0 +1,46 @@
+"""What a Trainer checkpoints, and how it is restored (the file itself is written and checked by
+amgp.checkpoint). Resuming continues bit-exactly: model, optimizer, schedule, cost meter, random
+number generators, history and the open loss window."""
+from . import checkpoint, distributed
+
+REQUIRED = ("config", "step", "model", "optimizer", "schedule", "rng")
+
+
+def capture(trainer):
+    """The trainer's state. Collective under torchrun (the loss window is averaged over ranks)."""
+    return {
+        "config": trainer.config.resume_settings(),
+        "step": trainer.step,
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "schedule": trainer.schedule.state_dict(),
+        "meter": trainer.meter.state_dict(),
+        "rng": checkpoint.capture_rng_state(),
+        "history": trainer.history,
+        "loss_window": (float(distributed.mean_across_ranks(trainer.loss_sum)), trainer.loss_count),
+    }
+
+
+def restore(trainer, path):
+    """Load checkpoint `path` into `trainer`; CheckpointError when it was written with other settings."""
+    state = checkpoint.load_checkpoint(path, map_location=trainer.device, required=REQUIRED)
+    settings = trainer.config.resume_settings()
+    if state["config"] != settings:
+        differ = sorted(k for k, v in settings.items() if state["config"].get(k) != v)
+        raise checkpoint.CheckpointError(f"checkpoint {path!r} was written with different settings: {differ}")
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.schedule.load_state_dict(state["schedule"])
+    trainer.meter.load_state_dict(state["meter"] if "meter" in state else _meter_before_split(state))
+    checkpoint.restore_rng_state(state["rng"])
+    trainer.step = state["step"]
+    trainer.history = state["history"]
+    loss_sum, trainer.loss_count = state.get("loss_window", (0.0, 0))
+    trainer.loss_sum.fill_(loss_sum)
+
+
+def _meter_before_split(state):
+    """Checkpoints written before the cost meter existed kept its counters in the schedule's state and
+    the data and evaluation clocks under "times"."""
+    times = state.get("times", {})
+    return {**state["schedule"], "other_times": {"data": times.get("data_s", 0.0), "eval": times.get("eval_s", 0.0)}}
