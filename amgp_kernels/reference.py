@@ -9,22 +9,9 @@ Autograd through this function gives the gradients of the contract.
 """
 import torch
 
+from .blocks import channel_mask
+
 ACTIVATIONS = ("none", "relu")
-
-
-def num_blocks(features: int, block_size: int) -> int:
-    """Number of channel blocks; the last block may be shorter than block_size."""
-    return -(-features // block_size)
-
-
-def channel_mask(blocks, features: int, block_size: int, device=None) -> torch.Tensor:
-    """Bool mask over `features` channels, True in the listed blocks (None = all blocks)."""
-    if blocks is None:
-        return torch.ones(features, dtype=torch.bool, device=device)
-    block_of_channel = torch.arange(features, device=blocks.device) // block_size
-    active = torch.zeros(num_blocks(features, block_size), dtype=torch.bool, device=blocks.device)
-    active[blocks.long()] = True
-    return active[block_of_channel].to(device if device is not None else blocks.device)
 
 
 def unpack(packed, mask):

@@ -5,6 +5,7 @@ import contextlib
 import torch
 
 from . import _outputs, reference
+from .blocks import channel_mask
 from ._extension import _C
 
 # Unit roundoff (half an ulp at 1) of each dtype.
@@ -45,7 +46,7 @@ def random_blocks(n_blocks, kind, generator=None, device="cpu"):
 
 def pack(t, blocks, block_size):
     """The packed layout of a full-size activation t (..., features): its active channels only, in order."""
-    return t[..., reference.channel_mask(blocks, t.shape[-1], block_size, t.device)].contiguous()
+    return t[..., channel_mask(blocks, t.shape[-1], block_size, t.device)].contiguous()
 
 
 @contextlib.contextmanager

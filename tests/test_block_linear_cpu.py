@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import amgp_kernels
-from amgp_kernels.reference import channel_mask, num_blocks
+from amgp_kernels.blocks import channel_mask, num_blocks
 from amgp_kernels.testing import (
     assert_close_to_reference,
     poisoned_outputs,

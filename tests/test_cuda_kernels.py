@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import amgp_kernels
-from amgp_kernels.reference import num_blocks
+from amgp_kernels.blocks import num_blocks
 from amgp_kernels.testing import (
     assert_close_to_reference,
     pack,

@@ -30,7 +30,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import amgp_kernels  # noqa: E402
 from amgp_kernels import testing  # noqa: E402
-from amgp_kernels.reference import channel_mask, num_blocks  # noqa: E402
+from amgp_kernels.blocks import channel_mask, num_blocks  # noqa: E402
 
 BACKENDS = amgp_kernels.available_backends()
 GPU = torch.cuda.is_available()

@@ -13,7 +13,7 @@ import amgp  # noqa: E402
 import amgp_kernels  # noqa: E402
 from amgp_kernels import backends, testing  # noqa: E402
 from amgp_kernels import triton as triton_backend  # noqa: E402
-from amgp_kernels.reference import channel_mask, num_blocks  # noqa: E402
+from amgp_kernels.blocks import channel_mask, num_blocks  # noqa: E402
 from amgp_kernels.triton import launch  # noqa: E402
 
 GPU = torch.cuda.is_available()
