@@ -49,19 +49,22 @@ def pack(t, blocks, block_size):
     return t[..., channel_mask(blocks, t.shape[-1], block_size, t.device)].contiguous()
 
 
+def _set_poison(on):
+    if _C is not None:
+        _C.set_poison_outputs(on)
+    _outputs.poison = on
+
+
 @contextlib.contextmanager
 def poisoned_outputs():
     """Every backend (compiled and Triton) fills each new output and workspace with NaN before writing
-    it, so unwritten elements show."""
-    if _C is not None:
-        _C.set_poison_outputs(True)
-    _outputs.poison = True
+    it, so unwritten elements show. Nests: the state before is restored on exit."""
+    before = _outputs.poison  # the compiled flag is only ever set together with it
+    _set_poison(True)
     try:
         yield
     finally:
-        _outputs.poison = False
-        if _C is not None:
-            _C.set_poison_outputs(False)
+        _set_poison(before)
 
 
 def assert_close_to_reference(actual, expected, dtype, what="output", *, interpreted=False):
