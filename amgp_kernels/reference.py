@@ -1,4 +1,5 @@
-"""Pure-PyTorch reference of the block_linear op contract (DESIGN.md). Every kernel is tested against it.
+"""Pure-PyTorch reference of the block_linear op contract (docs/design.md): every kernel is tested
+against it.
 
 y = act(((x * m_in) @ weight.T + bias) * m_out), with m_in / m_out the channel masks expanded from
 the active block lists. Masking is done by selection (masked_fill), not multiplication, so values in

@@ -136,7 +136,7 @@ def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, act
 
 def contract_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, packed_in=False,
                         packed_out=False):
-    """The op contract of DESIGN.md written out in float64 dense math, with explicit channel masks and the
+    """The op contract of docs/design.md written out in float64 dense math, with explicit channel masks and the
     gradient formulas by hand (dx = (dy' m_out) W m_in, dW = (m_out m_in^T)(dy'^T x), db = m_out sum dy'):
     an oracle independent of amgp_kernels.reference, to test that with. Finite inputs only. Packed
     activations hold the active channels only (x and grad x with packed_in, y and grad_y with packed_out)."""

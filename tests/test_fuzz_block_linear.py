@@ -34,7 +34,7 @@ from kernel_harness import GPU, KERNELS, check_against_reference, device_of, ski
 
 BACKENDS = [pytest.param(backend, marks=skip_unless_available(backend)) for backend in (*KERNELS, "reference")]
 
-# dtypes each backend implements (DESIGN.md, README): float64 only on CPU, half types on CPU, CUDA and Triton.
+# dtypes each backend implements (docs/design.md, README): float64 only on CPU, half types on CPU, CUDA and Triton.
 DTYPES = {
     "cpu": [torch.float32, torch.float64, torch.bfloat16, torch.float16],
     "reference": [torch.float32, torch.float64],

@@ -6,7 +6,7 @@ Compared: the same stack of plain nn.Linear + ReLU ("nn_linear"), the SparseMLP 
 block active (AMGP's dense phase) and pruned to each density (its sparse phase), and at each density the
 compacted limit ("compacted": physically smaller nn.Linear layers holding only the active channels,
 see compacted.py) and the contract floor ("contract_floor": the compacted model's forward and backward
-plus what DESIGN.md's op contract adds whatever the kernels do: full-size weight gradients written out,
+plus what the op contract (docs/design.md) adds whatever the kernels do: full-size weight gradients written out,
 zeros included, and the optimizer step over the full-size parameters).
 "dlrm": the full amgp.DLRM (embeddings, dot interaction, both MLPs), the same three ways
 (sparse=False, i.e. nn.Linear MLPs, as the baseline).
