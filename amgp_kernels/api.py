@@ -7,7 +7,7 @@ from .checks import check_arguments, check_block_indices, check_packed_widths, v
 
 def block_linear(x, weight, bias, in_blocks, out_blocks, block_size, activation="none", packed_in=False,
                  packed_out=False, *, backend=None, validate=None):
-    """y = act(((x * m_in) @ weight.T + bias) * m_out) over active channel blocks (DESIGN.md contract).
+    """y = act(((x * m_in) @ weight.T + bias) * m_out) over active channel blocks (docs/design.md).
 
     x: (..., in_features); weight: (out_features, in_features); bias: (out_features,) or None.
     in_blocks / out_blocks: sorted unique int32 block indices on x's device, or None for all blocks.

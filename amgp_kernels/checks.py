@@ -7,13 +7,30 @@ import os
 
 import torch
 
-from .reference import ACTIVATIONS, num_blocks
+from .blocks import active_channels, num_blocks, possible_packed_widths
+from .reference import ACTIVATIONS
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def validation_requested() -> bool:
     return os.environ.get("AMGP_VALIDATE", "0") not in ("", "0")
+
+
+class NotAnIntError(TypeError, ValueError):
+    """A non-int (a bool included) where an int is required. A TypeError, and a ValueError as well: the
+    module and data constructors raised ValueError for it, and callers catching that keep working."""
+
+
+def check_int(value, name, minimum=None):
+    """`value` itself if it is an int (a bool is not) and at least `minimum` (None: any int); otherwise
+    an error naming the argument: NotAnIntError for the type, ValueError for the range."""
+    wanted = "an int" if minimum is None else "a positive int" if minimum == 1 else f"an int >= {minimum}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise NotAnIntError(f"{name} must be {wanted}, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return value
 
 
 def check_bool(value, name):
@@ -39,27 +56,6 @@ def check_block_index_metadata(blocks, name, device):
         raise ValueError(f"{name} must be on x's device {device}, got {blocks.device}")
 
 
-def _possible_packed_widths(blocks, features, block_size):
-    """The widths a packed activation can have, from metadata: one, or two when the last block is short
-    and might be active (which of the two needs the index values)."""
-    if blocks is None:
-        return (features,)
-    full = blocks.shape[0] * block_size
-    short = features % block_size
-    return (full,) if short == 0 or blocks.shape[0] == 0 else (full, full - block_size + short)
-
-
-def active_channels(blocks, features, block_size):
-    """Number of active channels of a side (reads the last index: a host sync for CUDA indices)."""
-    if blocks is None:
-        return features
-    widths = _possible_packed_widths(blocks, features, block_size)
-    if len(widths) == 1:
-        return widths[0]
-    last_is_short = int(blocks[-1]) == num_blocks(features, block_size) - 1
-    return widths[1] if last_is_short else widths[0]
-
-
 def check_packed_widths(x, weight, in_blocks, block_size, packed_in):
     """x's width against the exact active channel count (reads index values)."""
     if packed_in:
@@ -73,9 +69,8 @@ def check_arguments(x, weight, bias, in_blocks, out_blocks, block_size, activati
                     packed_out=False):
     _require_tensor(x, "x")
     _require_tensor(weight, "weight")
-    if isinstance(block_size, bool) or not isinstance(block_size, int):
-        raise TypeError(f"block_size must be an int, got {type(block_size).__name__}")
-    if block_size <= 0:
+    check_int(block_size, "block_size")
+    if block_size <= 0:  # the compiled op's wording (csrc/op_checks.h)
         raise ValueError(f"block_size must be > 0, got {block_size}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -105,8 +100,8 @@ def check_arguments(x, weight, bias, in_blocks, out_blocks, block_size, activati
             raise ValueError(f"bias is on {bias.device} but x is on {x.device}")
     check_block_index_metadata(in_blocks, "in_blocks", x.device)
     check_block_index_metadata(out_blocks, "out_blocks", x.device)
-    if packed_in and x.shape[-1] not in _possible_packed_widths(in_blocks, weight.shape[1], block_size):
-        widths = " or ".join(map(str, _possible_packed_widths(in_blocks, weight.shape[1], block_size)))
+    if packed_in and x.shape[-1] not in possible_packed_widths(in_blocks, weight.shape[1], block_size):
+        widths = " or ".join(map(str, possible_packed_widths(in_blocks, weight.shape[1], block_size)))
         raise ValueError(f"x is packed (packed_in=True), so x.shape[-1] ({x.shape[-1]}) must equal the number of "
                          f"active input channels ({widths} for these in_blocks)")
 

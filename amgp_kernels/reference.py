@@ -1,4 +1,5 @@
-"""Pure-PyTorch reference of the block_linear op contract (DESIGN.md). Every kernel is tested against it.
+"""Pure-PyTorch reference of the block_linear op contract (docs/design.md): every kernel is tested
+against it.
 
 y = act(((x * m_in) @ weight.T + bias) * m_out), with m_in / m_out the channel masks expanded from
 the active block lists. Masking is done by selection (masked_fill), not multiplication, so values in
@@ -9,22 +10,9 @@ Autograd through this function gives the gradients of the contract.
 """
 import torch
 
+from .blocks import channel_mask
+
 ACTIVATIONS = ("none", "relu")
-
-
-def num_blocks(features: int, block_size: int) -> int:
-    """Number of channel blocks; the last block may be shorter than block_size."""
-    return -(-features // block_size)
-
-
-def channel_mask(blocks, features: int, block_size: int, device=None) -> torch.Tensor:
-    """Bool mask over `features` channels, True in the listed blocks (None = all blocks)."""
-    if blocks is None:
-        return torch.ones(features, dtype=torch.bool, device=device)
-    block_of_channel = torch.arange(features, device=blocks.device) // block_size
-    active = torch.zeros(num_blocks(features, block_size), dtype=torch.bool, device=blocks.device)
-    active[blocks.long()] = True
-    return active[block_of_channel].to(device if device is not None else blocks.device)
 
 
 def unpack(packed, mask):

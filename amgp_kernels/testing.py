@@ -5,6 +5,7 @@ import contextlib
 import torch
 
 from . import _outputs, reference
+from .blocks import channel_mask
 from ._extension import _C
 
 # Unit roundoff (half an ulp at 1) of each dtype.
@@ -45,22 +46,25 @@ def random_blocks(n_blocks, kind, generator=None, device="cpu"):
 
 def pack(t, blocks, block_size):
     """The packed layout of a full-size activation t (..., features): its active channels only, in order."""
-    return t[..., reference.channel_mask(blocks, t.shape[-1], block_size, t.device)].contiguous()
+    return t[..., channel_mask(blocks, t.shape[-1], block_size, t.device)].contiguous()
+
+
+def _set_poison(on):
+    if _C is not None:
+        _C.set_poison_outputs(on)
+    _outputs.poison = on
 
 
 @contextlib.contextmanager
 def poisoned_outputs():
     """Every backend (compiled and Triton) fills each new output and workspace with NaN before writing
-    it, so unwritten elements show."""
-    if _C is not None:
-        _C.set_poison_outputs(True)
-    _outputs.poison = True
+    it, so unwritten elements show. Nests: the state before is restored on exit."""
+    before = _outputs.poison  # the compiled flag is only ever set together with it
+    _set_poison(True)
     try:
         yield
     finally:
-        _outputs.poison = False
-        if _C is not None:
-            _C.set_poison_outputs(False)
+        _set_poison(before)
 
 
 def assert_close_to_reference(actual, expected, dtype, what="output", *, interpreted=False):
@@ -132,7 +136,7 @@ def reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, act
 
 def contract_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, activation, grad_y, packed_in=False,
                         packed_out=False):
-    """The op contract of DESIGN.md written out in float64 dense math, with explicit channel masks and the
+    """The op contract of docs/design.md written out in float64 dense math, with explicit channel masks and the
     gradient formulas by hand (dx = (dy' m_out) W m_in, dW = (m_out m_in^T)(dy'^T x), db = m_out sum dy'):
     an oracle independent of amgp_kernels.reference, to test that with. Finite inputs only. Packed
     activations hold the active channels only (x and grad x with packed_in, y and grad_y with packed_out)."""

@@ -98,7 +98,7 @@ cat >"$OUT/sanitizer_case.py" <<'EOF'
 # odd block sizes and tails (element-wise loads), aligned shapes (16-byte cp.async), split-K dW.
 import torch
 import amgp_kernels
-from amgp_kernels.reference import num_blocks
+from amgp_kernels.blocks import num_blocks
 from amgp_kernels.testing import random_blocks
 
 gen = torch.Generator().manual_seed(0)

@@ -16,8 +16,8 @@
 #endif
 
 TORCH_LIBRARY(amgp, m) {
-  // y = act(((x * m_in) @ weight.T + bias) * m_out), see DESIGN.md "The op contract".
-  // packed_in / packed_out: x / y hold only the active channels, in block order ("Packed activations").
+  // y = act(((x * m_in) @ weight.T + bias) * m_out), see docs/design.md, "The op contract".
+  // packed_in / packed_out: x / y hold only the active channels, in block order ("The packed form").
   m.def(
       "block_linear(Tensor x, Tensor weight, Tensor? bias, Tensor? in_blocks, "
       "Tensor? out_blocks, int block_size, str activation, bool packed_in=False, "

@@ -4,6 +4,7 @@ import torch
 
 import amgp_kernels
 from amgp_kernels import BackendUnavailableError
+from amgp_kernels.checks import check_int
 
 
 def good():
@@ -107,3 +108,19 @@ def test_amgp_backend_environment_variable(monkeypatch):
     monkeypatch.setenv("AMGP_BACKEND", "bogus")
     with pytest.raises(ValueError, match="AMGP_BACKEND"):
         call()
+
+
+@pytest.mark.parametrize("value, minimum, error, message", [
+    (True, None, TypeError, r"steps must be an int, got True \(bool\)"),
+    (8.0, 1, TypeError, r"steps must be a positive int, got 8.0 \(float\)"),
+    ("3", 0, ValueError, r"steps must be an int >= 0, got '3' \(str\)"),  # the type error is a ValueError too
+    (0, 1, ValueError, "steps must be a positive int, got 0"),
+    (1, 2, ValueError, "steps must be an int >= 2, got 1"),
+])
+def test_check_int_names_the_argument(value, minimum, error, message):
+    with pytest.raises(error, match=message):
+        check_int(value, "steps", minimum=minimum)
+
+
+def test_check_int_returns_good_values():
+    assert check_int(0, "n") == 0 and check_int(-4, "n") == -4 and check_int(2, "n", minimum=2) == 2

@@ -351,16 +351,6 @@ def test_weight_density_of_a_pruned_stack():
     assert weight_density(mlp) == pytest.approx(0.5)
 
 
-def test_training_dlrm_without_wrapper_fails_clearly(monkeypatch, capsys):
-    import amgp
-
-    monkeypatch.delattr(amgp, "DLRM", raising=False)
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["--device", "cpu", "--training", "--training-model", "dlrm", "--no-progress"])
-    assert "needs amgp.DLRM" in str(exit_info.value) and "--training-model mlp" in str(exit_info.value)
-    assert capsys.readouterr().out == ""  # failed before measuring anything
-
-
 def test_training_dlrm_rows(monkeypatch):
     """The DLRM training benchmark against amgp.DLRM's interface (constructor names of
     facebookresearch/dlrm, .logits); needs the DLRM wrapper."""

@@ -28,14 +28,13 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-import amgp_kernels  # noqa: E402
 from amgp_kernels import testing  # noqa: E402
-from amgp_kernels.reference import channel_mask, num_blocks  # noqa: E402
+from amgp_kernels.blocks import channel_mask, num_blocks  # noqa: E402
+from kernel_harness import GPU, KERNELS, check_against_reference, device_of, skip_unless_available  # noqa: E402
 
-BACKENDS = amgp_kernels.available_backends()
-GPU = torch.cuda.is_available()
+BACKENDS = [pytest.param(backend, marks=skip_unless_available(backend)) for backend in (*KERNELS, "reference")]
 
-# dtypes each backend implements (DESIGN.md, README): float64 only on CPU, half types on CPU, CUDA and Triton.
+# dtypes each backend implements (docs/design.md, README): float64 only on CPU, half types on CPU, CUDA and Triton.
 DTYPES = {
     "cpu": [torch.float32, torch.float64, torch.bfloat16, torch.float16],
     "reference": [torch.float32, torch.float64],
@@ -43,19 +42,12 @@ DTYPES = {
     "cuda": [torch.float32, torch.float16, torch.bfloat16],
 }
 # Triton on the CPU runs in its interpreter (slow): tiny shapes and fewer default cases there.
-INTERPRETED = {"triton": not GPU}
 MAX_FEATURES = {"triton": 40 if not GPU else 160, "cuda": 160}
 MAX_BATCH = {"triton": 6 if not GPU else 24}
 DEFAULT_EXAMPLES = {"triton": 200 if not GPU else 300}
 LONG_EXAMPLES = int(os.environ.get("AMGP_FUZZ_LONG_EXAMPLES", "1000"))
 
 CASES_RUN = defaultdict(lambda: defaultdict(int))  # backend -> run kind -> cases checked
-
-
-def _device(backend):
-    if backend == "cuda" or (backend == "triton" and GPU):
-        return "cuda"
-    return "cpu"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -139,44 +131,17 @@ def _make_inputs(case, device):
     return leaf(x), leaf(weight), leaf(bias), *blocks, grad_y.to(device)
 
 
-def _assert_zero_outside(t, mask, what):
-    outside = t.detach().masked_select(~mask.expand_as(t))
-    assert bool((outside == 0).all()), f"{what}: inactive elements are not exact zeros"
-
-
 def check_case(backend, case):
-    device = _device(backend)
-    x, weight, bias, in_blocks, out_blocks, grad_y = _make_inputs(case, device)
-    bs, act, dtype = case["block_size"], case["activation"], case["dtype"]
+    x, weight, bias, in_blocks, out_blocks, grad_y = _make_inputs(case, device_of(backend))
+    bs, act = case["block_size"], case["activation"]
     packed = case["packed_in"], case["packed_out"]
-    with testing.poisoned_outputs():
-        y = amgp_kernels.block_linear(x, weight, bias, in_blocks, out_blocks, bs, act, *packed, backend=backend)
-        y.backward(grad_y)
-    assert y.shape == grad_y.shape and y.dtype == dtype and y.device.type == device
-    ref_y, ref_dx, ref_dw, ref_db = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, bs, act,
-                                                                grad_y, y_actual=y, packed_in=packed[0],
-                                                                packed_out=packed[1])
-    interpreted = INTERPRETED.get(backend, False)
-    testing.assert_close_to_reference(y, ref_y, dtype, "y", interpreted=interpreted)
-    testing.assert_close_to_reference(x.grad, ref_dx, dtype, "grad x", interpreted=interpreted)
-    testing.assert_close_to_reference(weight.grad, ref_dw, dtype, "grad weight", interpreted=interpreted)
-    if bias is not None:
-        testing.assert_close_to_reference(bias.grad, ref_db, dtype, "grad bias", interpreted=interpreted)
+    expected = check_against_reference(backend, x, weight, bias, in_blocks, out_blocks, bs, act, grad_y, *packed,
+                                       reference_zeros=False)
     if backend == "reference":  # the expected values came from it too: check them against the contract itself
         contract = testing.contract_with_grads(x, weight, bias, in_blocks, out_blocks, bs, act, grad_y, *packed)
-        for got, expected, what in zip(contract, (ref_y, ref_dx, ref_dw, ref_db), ("y", "grad x", "grad weight",
-                                                                                  "grad bias")):
-            if expected is not None:
-                testing.assert_close_to_reference(got, expected, torch.float64, f"contract {what}")
-    m_in = channel_mask(in_blocks, case["in_f"], bs, device)
-    m_out = channel_mask(out_blocks, case["out_f"], bs, device)
-    if not case["packed_out"]:  # a packed activation holds active channels only
-        _assert_zero_outside(y, m_out, "y")
-    if not case["packed_in"]:
-        _assert_zero_outside(x.grad, m_in, "grad x")
-    _assert_zero_outside(weight.grad, m_out[:, None] & m_in[None, :], "grad weight")
-    if bias is not None:
-        _assert_zero_outside(bias.grad, m_out, "grad bias")
+        for got, wanted, what in zip(contract, expected, ("y", "grad x", "grad weight", "grad bias")):
+            if wanted is not None:
+                testing.assert_close_to_reference(got, wanted, torch.float64, f"contract {what}")
 
 
 def fuzz(backend, max_examples, kind, derandomize):

@@ -1,5 +1,7 @@
-"""Triton backend vs the reference. On a machine without a GPU conftest sets TRITON_INTERPRET=1 and
-everything runs on CPU tensors in Triton's interpreter (slow: shapes stay tiny, a few tiles each)."""
+"""Behaviour of the Triton backend beyond the common cases of test_block_linear.py: its backward operator,
+the split-K weight gradient, its errors, torch.compile, the backend choice, ahead-of-time compilation and
+(GPU only) real tile sizes and autotuning. On a machine without a GPU conftest sets TRITON_INTERPRET=1 and
+these run on CPU tensors in Triton's interpreter (slow: shapes stay tiny, a few tiles each)."""
 import os
 import subprocess
 import sys
@@ -13,8 +15,9 @@ import amgp  # noqa: E402
 import amgp_kernels  # noqa: E402
 from amgp_kernels import backends, testing  # noqa: E402
 from amgp_kernels import triton as triton_backend  # noqa: E402
-from amgp_kernels.reference import channel_mask, num_blocks  # noqa: E402
+from amgp_kernels.blocks import num_blocks  # noqa: E402
 from amgp_kernels.triton import launch  # noqa: E402
+from kernel_harness import check_against_reference  # noqa: E402
 
 GPU = torch.cuda.is_available()
 DEVICE = "cuda" if GPU else "cpu"
@@ -36,126 +39,6 @@ def poisoned_outputs():
 
 def _blocks(features, block_size, kind):
     return testing.random_blocks(num_blocks(features, block_size), kind, device=DEVICE)
-
-
-def _assert_zero_outside(t, mask, what):
-    """Exact zeros where `mask` (broadcastable bool) is False."""
-    outside = t.masked_select(~mask.expand_as(t))
-    assert bool((outside == 0).all()), f"{what}: inactive elements are not exact zeros"
-
-
-# (batch shape, in_features, out_features, block_size, in kind, out kind, activation, bias)
-CASES = {
-    "tails_half_relu_bias": ((8,), 40, 50, 16, 0.5, 0.5, "relu", True),
-    "odd_block24_3d_out_only": ((2, 3), 70, 50, 24, "all", 0.5, "none", False),
-    "small_blocks_span_tiles": ((5,), 70, 45, 8, 0.5, 0.5, "relu", True),
-    "block_wider_than_tile": ((6,), 100, 70, 64, "single", "all", "relu", True),
-    "all_active_row_tail": ((33,), 40, 36, 32, "all", "all", "relu", True),
-    "no_active_output": ((4,), 40, 30, 16, 0.5, "none", "relu", True),
-    "no_active_input": ((4,), 40, 30, 16, "none", 0.5, "relu", True),
-    "single_blocks": ((3,), 40, 30, 16, "single", "single", "none", True),
-    "vector_input": ((), 40, 30, 16, 0.5, 0.5, "relu", True),
-}
-DTYPE_CASES = [(torch.float32, name) for name in CASES] + [
-    (torch.float16, "tails_half_relu_bias"),
-    (torch.float16, "odd_block24_3d_out_only"),
-    (torch.bfloat16, "tails_half_relu_bias"),
-    (torch.bfloat16, "block_wider_than_tile"),
-]
-
-
-def _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in=False,
-                             packed_out=False):
-    """Forward and every gradient through amgp_kernels.block_linear(backend="triton") vs the reference.
-    packed_in: x is full-size here and gets packed first."""
-    dtype = x.dtype
-    x = (testing.pack(x, in_blocks, block_size) if packed_in else x).detach().requires_grad_()
-    weight = weight.detach().requires_grad_()
-    bias = bias.detach().requires_grad_() if bias is not None else None
-    y = amgp_kernels.block_linear(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in,
-                                  packed_out, backend="triton")
-    grad_y = torch.randn_like(y)
-    y.backward(grad_y)
-    ref_y, ref_dx, ref_dw, ref_db = testing.reference_with_grads(x, weight, bias, in_blocks, out_blocks, block_size,
-                                                                activation, grad_y, y_actual=y, packed_in=packed_in,
-                                                                packed_out=packed_out)
-    testing.assert_close_to_reference(y, ref_y, dtype, "y", interpreted=INTERPRETED)
-    testing.assert_close_to_reference(x.grad, ref_dx, dtype, "grad_x", interpreted=INTERPRETED)
-    testing.assert_close_to_reference(weight.grad, ref_dw, dtype, "grad_weight", interpreted=INTERPRETED)
-    if bias is not None:
-        testing.assert_close_to_reference(bias.grad, ref_db, dtype, "grad_bias", interpreted=INTERPRETED)
-    out_f, in_f = weight.shape
-    m_in = channel_mask(in_blocks, in_f, block_size, x.device)
-    m_out = channel_mask(out_blocks, out_f, block_size, x.device)
-    if not packed_out:  # a packed activation has only active channels
-        _assert_zero_outside(y, m_out, "y")
-    if not packed_in:
-        _assert_zero_outside(x.grad, m_in, "grad_x")
-    _assert_zero_outside(weight.grad, m_out[:, None] & m_in[None, :], "grad_weight")
-    if bias is not None:
-        _assert_zero_outside(bias.grad, m_out, "grad_bias")
-
-
-@pytest.mark.parametrize("dtype,case", DTYPE_CASES, ids=[f"{d}-{c}".replace("torch.", "") for d, c in DTYPE_CASES])
-def test_matches_reference(dtype, case):
-    batch, in_f, out_f, block_size, in_kind, out_kind, activation, has_bias = CASES[case]
-    x = torch.randn(*batch, in_f, dtype=dtype, device=DEVICE)
-    weight = torch.randn(out_f, in_f, dtype=dtype, device=DEVICE) / in_f ** 0.5
-    bias = torch.randn(out_f, dtype=dtype, device=DEVICE) if has_bias else None
-    in_blocks, out_blocks = _blocks(in_f, block_size, in_kind), _blocks(out_f, block_size, out_kind)
-    _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size, activation)
-
-
-PACKED_CASES = ["tails_half_relu_bias", "odd_block24_3d_out_only", "no_active_output", "no_active_input",
-                "vector_input"]
-
-
-@pytest.mark.parametrize("case", PACKED_CASES)
-@pytest.mark.parametrize("packed_in,packed_out", [(True, False), (False, True), (True, True)])
-def test_packed_activations(case, packed_in, packed_out):
-    """x and/or y holding only the active channels (short last blocks at their real width)."""
-    batch, in_f, out_f, block_size, in_kind, out_kind, activation, has_bias = CASES[case]
-    x = torch.randn(*batch, in_f, device=DEVICE)
-    weight = torch.randn(out_f, in_f, device=DEVICE) / in_f ** 0.5
-    bias = torch.randn(out_f, device=DEVICE) if has_bias else None
-    in_blocks, out_blocks = _blocks(in_f, block_size, in_kind), _blocks(out_f, block_size, out_kind)
-    _check_against_reference(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in, packed_out)
-
-
-def test_non_contiguous_inputs():
-    x = torch.randn(40, 9, device=DEVICE).t()  # (9, 40) column-major: the kernels read it in place
-    assert not x.is_contiguous()
-    weight = torch.randn(40, 30, device=DEVICE).t()  # (30, 40) column-major
-    bias = torch.randn(60, device=DEVICE)[::2]  # strided
-    _check_against_reference(x, weight, bias, _blocks(40, 16, 0.5), _blocks(30, 16, 0.5), 16, "relu")
-
-
-def test_non_contiguous_3d_input():
-    x = torch.randn(3, 40, 4, device=DEVICE).transpose(1, 2)  # (3, 4, 40): reshape must copy
-    weight = torch.randn(30, 40, device=DEVICE)
-    _check_against_reference(x, weight, None, _blocks(40, 16, 0.5), None, 16, "none")
-
-
-def test_empty_batch():
-    x = torch.randn(0, 40, device=DEVICE)
-    weight = torch.randn(30, 40, device=DEVICE)
-    bias = torch.randn(30, device=DEVICE)
-    _check_against_reference(x, weight, bias, _blocks(40, 16, 0.5), _blocks(30, 16, 0.5), 16, "relu")
-
-
-def test_non_finite_inactive_inputs_are_never_read():
-    """inf/NaN in inactive blocks of x and weight must not reach the output (kernels never read them)."""
-    in_blocks = torch.tensor([0, 2], dtype=torch.int32, device=DEVICE)
-    out_blocks = torch.tensor([1], dtype=torch.int32, device=DEVICE)
-    x = torch.randn(4, 40, device=DEVICE)
-    weight = torch.randn(30, 40, device=DEVICE)
-    x[:, 16:32] = float("nan")
-    weight[:16] = float("inf")
-    weight[:, 16:32] = float("nan")
-    y = amgp_kernels.block_linear(x, weight, None, in_blocks, out_blocks, 16, backend="triton")
-    ref = testing.reference_with_grads(x, weight, None, in_blocks, out_blocks, 16, "none", None)[0]
-    assert bool(torch.isfinite(y).all())
-    testing.assert_close_to_reference(y, ref, torch.float32)
 
 
 def _backward_case(dtype=torch.float32, activation="relu"):
@@ -204,20 +87,6 @@ def test_float64_is_rejected_with_a_clear_error():
     weight = torch.randn(4, 8, dtype=torch.float64, device=DEVICE)
     with pytest.raises(TypeError, match="triton backend supports"):
         amgp_kernels.block_linear(x, weight, None, None, None, 4, backend="triton")
-
-
-def test_opcheck():
-    x = torch.randn(6, 40, device=DEVICE, requires_grad=True)
-    weight = torch.randn(30, 40, device=DEVICE, requires_grad=True)
-    bias = torch.randn(30, device=DEVICE, requires_grad=True)
-    in_blocks = torch.tensor([0, 2], dtype=torch.int32, device=DEVICE)
-    out_blocks = torch.tensor([1], dtype=torch.int32, device=DEVICE)
-    torch.library.opcheck(torch.ops.amgp.block_linear_triton.default,
-                          (x, weight, bias, in_blocks, out_blocks, 16, "relu"))
-    y = torch.relu(torch.randn(6, 30, device=DEVICE))
-    torch.library.opcheck(torch.ops.amgp.block_linear_triton_backward.default,
-                          (torch.randn(6, 30, device=DEVICE), x.detach(), weight.detach(), y, in_blocks, out_blocks,
-                           16, "relu", False, False, [True, True, True]))
 
 
 def test_torch_compile_fullgraph_sparse_linear():
@@ -362,8 +231,8 @@ def test_gpu_larger_shapes(dtype, in_kind, out_kind):
     x = torch.randn(1024, in_f, dtype=dtype, device=DEVICE)
     weight = torch.randn(out_f, in_f, dtype=dtype, device=DEVICE) / in_f ** 0.5
     bias = torch.randn(out_f, dtype=dtype, device=DEVICE)
-    _check_against_reference(x, weight, bias, _blocks(in_f, block_size, in_kind), _blocks(out_f, block_size, out_kind),
-                             block_size, "relu")
+    check_against_reference("triton", x, weight, bias, _blocks(in_f, block_size, in_kind),
+                            _blocks(out_f, block_size, out_kind), block_size, "relu")
 
 
 @gpu_only
@@ -376,5 +245,5 @@ def test_gpu_automatic_split_k():
     assert launch.weight_grad_split(16384, out, inp, torch.device(DEVICE)) > 1
     x = torch.randn(16384, 256, device=DEVICE, dtype=torch.bfloat16)
     weight = torch.randn(256, 256, device=DEVICE, dtype=torch.bfloat16) / 16
-    _check_against_reference(x, weight, torch.randn(256, device=DEVICE, dtype=torch.bfloat16), in_blocks, out_blocks,
-                             32, "relu")
+    check_against_reference("triton", x, weight, torch.randn(256, device=DEVICE, dtype=torch.bfloat16), in_blocks,
+                            out_blocks, 32, "relu")

@@ -7,8 +7,7 @@ import torch
 import triton
 
 from .._outputs import new_output
-from ..checks import active_channels
-from ..reference import num_blocks
+from ..blocks import active_channels, num_blocks
 from . import configs
 from .fill_kernels import reduce_scatter_kernel, zero_inactive_kernel
 from .gemm_kernels import forward_kernel, grad_weight_kernel, grad_x_kernel

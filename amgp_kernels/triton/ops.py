@@ -13,7 +13,7 @@ from . import launch
 def block_linear_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], in_blocks: Optional[Tensor],
                         out_blocks: Optional[Tensor], block_size: int, activation: str, packed_in: bool = False,
                         packed_out: bool = False) -> Tensor:
-    """amgp.block_linear (DESIGN.md contract) with Triton kernels."""
+    """amgp_kernels.block_linear (the op contract of docs/design.md) with Triton kernels."""
     return launch.forward(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in, packed_out)
 
 

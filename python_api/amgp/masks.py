@@ -1,7 +1,7 @@
 """Block masks (one bool per channel block) and the int32 index lists the kernels take."""
 import torch
 
-from amgp_kernels.reference import channel_mask, num_blocks
+from amgp_kernels.blocks import channel_mask, num_blocks
 
 __all__ = ["as_block_mask", "channel_mask", "check_tied_mask_keys", "mask_to_indices", "num_blocks"]
 

@@ -5,16 +5,11 @@ import torch
 from torch import nn
 
 import amgp_kernels
-from amgp_kernels.checks import check_bool
+from amgp_kernels.checks import check_bool, check_int
 
 from .masks import as_block_mask, channel_mask, mask_to_indices, num_blocks
 
 _MASKS = ("out_mask", "in_mask")
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 class _MaskTies:
@@ -49,9 +44,9 @@ class SparseLinear(nn.Module):
     def __init__(self, in_features, out_features, bias=True, block_size=32, device=None, dtype=None,
                  activation="none", backend=None, packed_in=False, packed_out=False):
         super().__init__()
-        _check_positive_int(in_features, "in_features")
-        _check_positive_int(out_features, "out_features")
-        _check_positive_int(block_size, "block_size")
+        check_int(in_features, "in_features", minimum=1)
+        check_int(out_features, "out_features", minimum=1)
+        check_int(block_size, "block_size", minimum=1)
         if activation not in ("none", "relu"):
             raise ValueError(f"activation must be 'none' or 'relu', got {activation!r}")
         if backend is not None and backend not in amgp_kernels.BACKENDS:

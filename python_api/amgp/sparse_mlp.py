@@ -14,8 +14,8 @@ class SparseMLP(nn.Module):
     (None or "none": linear output). Layer l+1's in_mask *is* layer l's out_mask (one shared tensor),
     so pruning a hidden block removes both the channel and every weight that reads it.
 
-    packed (default True): hidden activations hold only their active channels (DESIGN.md "Packed
-    activations"): the first layer reads the full input, the last writes the full output, and nothing in
+    packed (default True): hidden activations hold only their active channels (docs/design.md, "The
+    packed form"): the first layer reads the full input, the last writes the full output, and nothing in
     between is full-size. A hidden width that is not a multiple of block_size stays full-size (see
     SparseLinear.tie_in_mask). packed=False keeps every activation full-size; the results are the same.
     """

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from amgp_kernels.checks import check_bool
+from amgp_kernels.checks import check_bool, check_int
 
 from .masks import check_tied_mask_keys
-from .sparse_linear import SparseLinear, _check_positive_int
+from .sparse_linear import SparseLinear
 
 # Steps that act on each channel by itself: a chain may pass through them (a pruned channel is then
 # removed from the network, as in SparseMLP).
@@ -68,7 +68,7 @@ def sparsify(module, block_size=32, *, chains=None, filter_fn=None, fuse_relu=Tr
     is converted but never tied as a producer. Returns `module` (the new SparseLinear if `module`
     itself is an nn.Linear).
     """
-    _check_positive_int(block_size, "block_size")
+    check_int(block_size, "block_size", minimum=1)
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
     if filter_fn is not None and not callable(filter_fn):

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from amgp_kernels.reference import num_blocks
+from amgp_kernels.blocks import num_blocks
 from amgp_kernels.testing import random_blocks
 
 CASES = ("out_only", "in_out")  # first layer (dense input) / hidden layer (both sides pruned)

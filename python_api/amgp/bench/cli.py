@@ -173,14 +173,9 @@ def _run_meta(args, argv):
 
 
 def _run_training(args):
-    from .training import DLRMUnavailableError, dlrm_class, run_training_benchmarks
+    from .training import run_training_benchmarks
 
     kinds = ["mlp", "dlrm"] if args.training_model == "both" else [args.training_model]
-    if "dlrm" in kinds:
-        try:
-            dlrm_class()
-        except DLRMUnavailableError as error:
-            raise SystemExit(f"amgp-bench: error: {error}") from None
     backend = args.backend_list[0] if args.backend_list else None  # the device's first native backend
     rows = []
     for batch in args.batch or [cases.PRESET_BATCH]:

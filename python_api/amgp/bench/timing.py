@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from amgp_kernels.checks import check_int
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -41,10 +43,8 @@ class Timing:
 
 
 def _check_counts(warmup, repeats):
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    check_int(warmup, "warmup", minimum=0)
+    check_int(repeats, "repeats", minimum=1)
 
 
 class _Clock:

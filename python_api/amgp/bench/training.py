@@ -6,7 +6,7 @@ Compared: the same stack of plain nn.Linear + ReLU ("nn_linear"), the SparseMLP 
 block active (AMGP's dense phase) and pruned to each density (its sparse phase), and at each density the
 compacted limit ("compacted": physically smaller nn.Linear layers holding only the active channels,
 see compacted.py) and the contract floor ("contract_floor": the compacted model's forward and backward
-plus what DESIGN.md's op contract adds whatever the kernels do: full-size weight gradients written out,
+plus what the op contract (docs/design.md) adds whatever the kernels do: full-size weight gradients written out,
 zeros included, and the optimizer step over the full-size parameters).
 "dlrm": the full amgp.DLRM (embeddings, dot interaction, both MLPs), the same three ways
 (sparse=False, i.e. nn.Linear MLPs, as the baseline).
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import SparseLinear, SparseMLP, prune_blocks
+from .. import DLRM, SparseLinear, SparseMLP, prune_blocks
 from ..pruning import weight_density
 from . import metrics
 from .cases import DLRM_CONFIGS
@@ -29,21 +29,6 @@ MODELS = ("mlp", "dlrm")
 LEARNING_RATE = 0.01
 DLRM_TABLES = 26  # Criteo's categorical features
 DLRM_TABLE_ROWS = 10_000
-
-
-class DLRMUnavailableError(RuntimeError):
-    """amgp.DLRM (the DLRM wrapper) is not importable in this installation."""
-
-
-def dlrm_class():
-    """amgp.DLRM, or a DLRMUnavailableError saying why not."""
-    try:
-        from .. import DLRM
-    except ImportError as error:
-        raise DLRMUnavailableError(
-            f"the DLRM training benchmark needs amgp.DLRM, which this installation lacks ({error}); "
-            "use --training-model mlp for the SparseMLP-stack training benchmark") from error
-    return DLRM
 
 
 class MLPStack(nn.Module):
@@ -210,15 +195,14 @@ def dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size
     """amgp.DLRM of the config, sparse (SparseMLP) and plain (nn.Linear) with the same weights, and
     pre-made batches. The embedding tables are small (DLRM_TABLE_ROWS rows each, sparse gradients):
     what is measured here is the MLPs' share of a step, not the memory traffic of real tables."""
-    dlrm = dlrm_class()
     config = DLRM_CONFIGS[config_name]
     arguments = dict(arch_embedding_size=[DLRM_TABLE_ROWS] * DLRM_TABLES,
                      arch_sparse_feature_size=config["bottom"][-1], arch_mlp_bot=config["bottom"],
                      arch_mlp_top=config["top"][1:], arch_interaction_op="dot", sparse_grad=True,
                      device=device, dtype=dtype)
     torch.manual_seed(seed)
-    sparse = dlrm(**arguments, sparse=True, block_size=block_size, backend=backend)
-    plain = dlrm(**arguments, sparse=False)
+    sparse = DLRM(**arguments, sparse=True, block_size=block_size, backend=backend)
+    plain = DLRM(**arguments, sparse=False)
     plain.load_state_dict(sparse.state_dict())
     generator = torch.Generator().manual_seed(seed)
     batches = [((torch.randn(batch, config["bottom"][0], generator=generator).to(device, dtype),

@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from amgp_kernels.checks import check_int
+
 from .batches import Batch
 
 NUM_INTEGER = 13
@@ -110,8 +112,7 @@ def read_criteo_rows(path, max_ind_range=100_000, skip_malformed=False, max_line
     """(every valid line of a Criteo-format file as one Batch in file order, number of lines skipped).
     A malformed line raises CriteoFormatError naming the file and line number, or is counted and
     skipped when skip_malformed is True. max_lines: read only the first lines."""
-    if isinstance(max_ind_range, bool) or not isinstance(max_ind_range, int) or max_ind_range < 2:
-        raise ValueError(f"max_ind_range must be an int >= 2, got {max_ind_range!r}")
+    check_int(max_ind_range, "max_ind_range", minimum=2)
     labels, dense, sparse, skipped = [], [], [], 0
     with open(path, "r", encoding="utf-8", errors="replace", newline="\n") as f:
         for line_number, line in enumerate(f, start=1):

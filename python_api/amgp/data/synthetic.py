@@ -15,6 +15,8 @@ recalibrated to the same positive rate. Features keep their distribution; day k'
 """
 import torch
 
+from amgp_kernels.checks import check_int
+
 from .batches import Batch
 
 # 26 table sizes from 4 to 20000 rows, spread geometrically (Criteo-like mix of tiny and large tables).
@@ -74,10 +76,8 @@ class SyntheticCTR:
                  num_dense=13, zipf_exponent=1.05, positive_rate=0.25, teacher_seed=0, day=0, drift=0.0):
         for name, value in (("batch_size", batch_size), ("num_batches", num_batches),
                             ("num_test_batches", num_test_batches), ("num_dense", num_dense)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(day, bool) or not isinstance(day, int) or day < 0:
-            raise ValueError(f"day must be an int >= 0, got {day!r}")
+            check_int(value, name, minimum=1)
+        check_int(day, "day", minimum=0)
         if not 0 <= drift <= 1:
             raise ValueError(f"drift must be in [0, 1], got {drift}")
         if not 0 < positive_rate < 1:

@@ -5,7 +5,7 @@ shared-memory layouts), the ldmatrix(.trans) x4 lane addresses of MmaWarpTile, a
 fragment reads; ldmatrix and the mma.m16n8k16 A/B fragment layouts are modelled from the PTX ISA.
 Checks, for random block lists, tails, block sizes and leading dimensions, that every warp's
 fragments equal the true operand tile in slot space (gathered through the block maps, zero outside).
-Run by hand after changing the tile code: python csrc/cuda/tile_emulation.py (about a minute).
+tests/test_cuda_tile_emulation.py runs it: a seed per configuration by default, 40 seeds with --runslow.
 """
 import itertools
 
@@ -219,11 +219,3 @@ def run(seed):
                 check_simt(LA, LB, sa, sb, ta, tb)
     return esize, a_k, b_k, bs, vec_a, vec_b
 
-
-if __name__ == "__main__":
-    seen = set()
-    for seed in range(40):
-        r = run(seed)
-        seen.add(r)
-        print("ok", r, flush=True)
-    print(len(seen), "configurations passed")
