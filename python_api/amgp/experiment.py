@@ -15,6 +15,8 @@ import statistics
 
 from scipy import stats
 
+from amgp_kernels.checks import check_int
+
 from .dlrm import DLRM
 from .flops import flops_per_sample, layer_shapes, mlp_flops_per_sample, narrow_sizes, plan_fraction, static_density
 from .data import total_steps
@@ -86,8 +88,7 @@ def run_experiment(config, methods=DEFAULT_METHODS, seeds=1, recurring=None, wri
     unknown = [m for m in methods if m not in METHODS]
     if not methods or unknown or len(set(methods)) != len(methods):
         raise ValueError(f"methods must be distinct names from {METHODS}, got {methods}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds <= 0:
-        raise ValueError(f"seeds must be a positive int, got {seeds!r}")
+    check_int(seeds, "seeds", minimum=1)
     seed_list = [config.seed + i for i in range(seeds)]
     stages = Stages(config, recurring)
     budget = None

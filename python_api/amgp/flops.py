@@ -14,6 +14,8 @@ without training anything:
 import dataclasses
 import math
 
+from amgp_kernels.blocks import num_blocks
+
 from .pruning import blocks_kept, selected_layers
 from .sparse_linear import SparseLinear
 
@@ -54,7 +56,7 @@ class LayerShape:
 def kept_channels(features, block_size, density):
     """Channels of the blocks kept at `density`, counting every kept block as full (with a short last
     block the true count is lower by less than one block when that block is among the kept)."""
-    return min(blocks_kept(-(-features // block_size), density) * block_size, features)
+    return min(blocks_kept(num_blocks(features, block_size), density) * block_size, features)
 
 
 def layer_shapes(model, layers=None):
@@ -95,7 +97,7 @@ def static_density(shapes, phases, fraction):
         raise ValueError("the static plan has no sparse steps: the warmup takes the whole training")
     if fraction >= 1 - 1e-12:
         return 1.0
-    block_counts = {-(-shape.out_features // shape.block_size) for shape in shapes if shape.prunes_out}
+    block_counts = {num_blocks(shape.out_features, shape.block_size) for shape in shapes if shape.prunes_out}
     edges = sorted({(k + 0.5) / n for n in block_counts for k in range(n)} | {0.0, 1.0})
     middles = [(low + high) / 2 for low, high in zip(edges, edges[1:])]
     for density in sorted(set(edges[1:]) | set(middles)):

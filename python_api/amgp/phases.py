@@ -6,6 +6,8 @@ is pruned and how it grows is the block pruner's job (amgp.pruner).
 """
 import dataclasses
 
+from amgp_kernels.checks import check_int
+
 PHASE_KINDS = ("warmup", "sparse", "dense", "final")  # all but "sparse" train the full model
 
 
@@ -45,10 +47,8 @@ def plan_phases(total_steps, warmup=0.1, final_dense=0.2, dense_steps=0.05, cycl
     full-size). Empty phases are left out. cycles=0: one dense phase (the dense baseline).
     end_full_size=False allows final_dense=0: training ends pruned (the static-pruning baseline is
     cycles=1, final_dense=0: prune once after the warmup, train pruned to the end)."""
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
-        raise ValueError(f"total_steps must be a positive int, got {total_steps!r}")
-    if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 0:
-        raise ValueError(f"cycles must be an int >= 0, got {cycles!r}")
+    check_int(total_steps, "total_steps", minimum=1)
+    check_int(cycles, "cycles", minimum=0)
     if cycles == 0:
         return [Phase(0, "dense", 0, total_steps)]
     warm = phase_steps(warmup, total_steps, "warmup")

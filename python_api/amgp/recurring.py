@@ -9,6 +9,8 @@ or a narrow model keeps its size.
 """
 import dataclasses
 
+from amgp_kernels.checks import check_int
+
 from .checkpoint import load_checkpoint
 from .config import MODEL_KEYS
 from .data import build_data, criteo_rows, split_latest
@@ -23,8 +25,7 @@ class RecurringConfig:
     fraction: float = 0.25  # Criteo: the latest fraction of the file's lines is the next day (1: the whole file)
 
     def __post_init__(self):
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps <= 0:
-            raise ValueError(f"recurring steps must be a positive int, got {self.steps!r}")
+        check_int(self.steps, "recurring steps", minimum=1)
         if not 0 <= self.drift <= 1:
             raise ValueError(f"recurring drift must be in [0, 1], got {self.drift}")
         if not 0 < self.fraction <= 1:
