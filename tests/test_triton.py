@@ -217,6 +217,21 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     assert result.stdout.count("sm_90 ok:") == 10, result.stdout
 
 
+def test_a_fixed_tile_replaces_autotuning_on_gpu():
+    """AMGP_TRITON_TILE gives every GEMM one tile (a GPU check cannot autotune a hundred new shapes); a
+    malformed value is an error naming the variable, at import, not a kernel failing later."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    code = ("from amgp_kernels.triton.configs import gemm_configs; (c,) = gemm_configs(); "
+            "print(*(c.kwargs[k] for k in ('BLOCK_M', 'BLOCK_N', 'BLOCK_K')), c.num_stages, c.num_warps)")
+    result = subprocess.run([sys.executable, "-c", code], env={**env, "AMGP_TRITON_TILE": "64,128,32,3,4"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.split() == ["64", "128", "32", "3", "4"], result.stderr
+    for bad in ("64,64", "64,48,32,4,4", "64,64,32,0,4", "a,b,c,d,e"):
+        result = subprocess.run([sys.executable, "-c", code], env={**env, "AMGP_TRITON_TILE": bad},
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0 and "AMGP_TRITON_TILE must be" in result.stderr, (bad, result.stderr[-500:])
+
+
 # ----- GPU only: real tile sizes, autotuning, the automatic split-K ---------------------------
 
 

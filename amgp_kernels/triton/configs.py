@@ -1,5 +1,7 @@
 """Tile configurations: autotuned on GPU, a single small one under the interpreter (the interpreter
-runs every config it is given, and several configs fail there)."""
+runs every config it is given, and several configs fail there), or one fixed tile on GPU when
+AMGP_TRITON_TILE="BLOCK_M,BLOCK_N,BLOCK_K,num_stages,num_warps" is set: a check that runs a hundred
+new shapes in minutes cannot afford to compile and time every tile for each of them."""
 import os
 
 import triton
@@ -27,8 +29,24 @@ _MAX_FP32_TILE = (128 * 128, 32)
 _INTERPRETER_TILE = (32, 32, 32, 1, 4)
 
 
+def fixed_tile(text):
+    """The tile AMGP_TRITON_TILE names ("" or unset: None, autotune); ValueError naming the variable otherwise."""
+    if not text or not text.strip():
+        return None
+    try:
+        tile = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        tile = ()
+    powers = all(v > 0 and v & (v - 1) == 0 for v in tile[:3] + tile[4:])
+    if len(tile) != 5 or not powers or tile[3] < 1 or tile[0] < 16 or tile[1] < 16 or tile[2] < 16:
+        raise ValueError(f"AMGP_TRITON_TILE must be BLOCK_M,BLOCK_N,BLOCK_K,num_stages,num_warps (tile sides powers of "
+                         f"two >= 16, num_warps a power of two, num_stages >= 1), e.g. 64,64,32,4,4; got {text!r}")
+    return tile
+
+
 def gemm_configs():
-    tiles = (_INTERPRETER_TILE,) if INTERPRET else GPU_TILES
+    tile = fixed_tile(os.environ.get("AMGP_TRITON_TILE"))
+    tiles = (_INTERPRETER_TILE,) if INTERPRET else (tile,) if tile else GPU_TILES
     return [
         triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "GROUP_M": 8}, num_stages=s, num_warps=w)
         for m, n, k, s, w in tiles
