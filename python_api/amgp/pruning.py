@@ -4,6 +4,8 @@ import math
 
 import torch
 
+from amgp_kernels.checks import check_number
+
 from .sparse_linear import SparseLinear
 
 
@@ -75,6 +77,7 @@ NOTHING_TO_PRUNE = ("module contains no SparseLinear feeding tied SparseLinear l
 def prune_blocks(module, density, optimizer=None):
     """Prune every prunable layer of `module` (see prunable_layers) to `density` of its output
     blocks by block magnitude, and zero the pruned weights, bias entries and optimizer state."""
+    check_number(density, "density")
     if not 0 < density <= 1:
         raise ValueError(f"density must be in (0, 1], got {density}")
     pairs = prunable_layers(module)

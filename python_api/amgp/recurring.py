@@ -9,13 +9,12 @@ or a narrow model keeps its size.
 """
 import dataclasses
 
+from amgp_kernels.checks import check_number
+
 from .checkpoint import load_checkpoint
+from .checkpoint_model import fit_config_to_checkpoint
 from .data import CriteoData, read_criteo_rows, split_latest
 from .train import build_data, evaluate, make_trainer, shuffle_seed
-
-# The settings that make a checkpoint's model: a warm start builds its model from these.
-ARCHITECTURE = ("arch_sparse_feature_size", "arch_embedding_size", "arch_mlp_bot", "arch_mlp_top",
-                "arch_interaction_op", "arch_interaction_itself", "block_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +26,8 @@ class RecurringConfig:
     def __post_init__(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps <= 0:
             raise ValueError(f"recurring steps must be a positive int, got {self.steps!r}")
+        check_number(self.drift, "recurring drift")
+        check_number(self.fraction, "recurring fraction")
         if not 0 <= self.drift <= 1:
             raise ValueError(f"recurring drift must be in [0, 1], got {self.drift}")
         if not 0 < self.fraction <= 1:
@@ -90,7 +91,6 @@ def warm_start(config, path, recurring):
     weights and masks; not its optimizer or schedule) trained recurring.steps steps on the next day of
     `config`'s data (config.save_model, if set, receives the result)."""
     saved = load_checkpoint(path, required=("config", "model"))
-    architecture = {key: saved["config"][key] for key in ARCHITECTURE if key in saved["config"]}
-    config = dataclasses.replace(config, load_model=None, **architecture)
+    config = fit_config_to_checkpoint(config, saved, path)  # its architecture and tables, on config's data
     data = Stages(config, recurring).next_day(config.seed)
     return continue_training(config, saved["model"], data, recurring.steps)

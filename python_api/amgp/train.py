@@ -13,10 +13,13 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint, distributed
+from .config_checks import check_train_config
 from .data import SyntheticCTR, read_criteo
 from .dlrm import DLRM
+from .interrupt import TrainingInterrupted, deferred_interrupt
 from .metrics import ctr_metrics
-from .schedule import GrowPruneSchedule, describe_phase
+from .run_messages import checkpoint_line, phase_line, progress_line
+from .schedule import GrowPruneSchedule
 
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
 ENGINES = ("amgp", "torchrec")  # amgp.DLRM under DDP, or TorchRec's DLRM under DMP (amgp.torchrec.engine)
@@ -36,7 +39,7 @@ class TrainConfig:
     # data
     data_generation: str = "synthetic"
     raw_data_file: Optional[str] = None
-    max_ind_range: int = 100_000
+    max_ind_range: int = 100_000  # Criteo rows per table (or a list of 26: one per table)
     skip_malformed: bool = False
     data_randomize: str = "total"  # Criteo training lines: reshuffled every epoch from seed, or "none"
     test_fraction: float = 0.1
@@ -73,6 +76,9 @@ class TrainConfig:
     load_model: Optional[str] = None
     stop_at_step: Optional[int] = None
     progress: bool = True
+
+    def __post_init__(self):
+        check_train_config(self)  # a wrong field is a TypeError/ValueError naming it, here, not mid-training
 
     def architecture(self):
         """The settings a checkpoint must agree with to be resumed."""
@@ -247,6 +253,7 @@ class Trainer:
         state = self.state()  # on every rank: the loss window is averaged over ranks
         if self.main:
             checkpoint.save_checkpoint(path, state)
+            tqdm.write(checkpoint_line(path, self.step))
 
     def load(self, path):
         state = checkpoint.load_checkpoint(path, map_location=self.device,
@@ -278,16 +285,24 @@ class Trainer:
         return loss.detach()
 
     def run(self):
+        """Train to the end (or to stop_at_step) and report. Ctrl-C stops at the next step boundary, saves a
+        checkpoint (with save_model) and raises amgp.interrupt.TrainingInterrupted. Under torchrun the
+        launcher handles Ctrl-C (stopping every rank at one step would need a collective per step)."""
+        with deferred_interrupt(enabled=distributed.world_size() == 1) as self.stop_request:
+            return self._train()
+
+    def _train(self):
         config = self.config
         stop = self.total_steps if config.stop_at_step is None else min(config.stop_at_step, self.total_steps)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (config.progress and self.main),
+        # disable=None: tqdm draws only on a terminal; a log gets the plain lines of _log_progress instead.
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=None if config.progress and self.main else True,
                    desc=self.label, unit="step", dynamic_ncols=True)
         mean_loss = self.history["loss"][-1][1] if self.history["loss"] else None  # none before the first report
-        while self.step < stop:
+        while self.step < stop and not self.stop_request.requested:
             started = time.perf_counter()
             change = self.schedule.before_step()
             if change is not None and config.mode != "dense" and self.main:
-                bar.write(f"step {self.step}: {describe_phase(change)}, MLP weight density {self.schedule.density:.3f}")
+                bar.write(phase_line(self.step, change, config.amgp_density, self.schedule.density))
                 self._show(bar, mean_loss)
             mask_time = time.perf_counter() - started
             started = time.perf_counter()
@@ -311,6 +326,7 @@ class Trainer:
                     raise FloatingPointError(f"training loss is {mean_loss} at step {self.step}: lower --learning-rate")
                 self.history["loss"].append((self.step, mean_loss))
                 self._show(bar, mean_loss)
+                self._log_progress(bar, mean_loss)
                 self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
             if config.test_freq and self.step % config.test_freq == 0 and self.step < self.total_steps:
                 self._evaluate_into_history()
@@ -319,11 +335,18 @@ class Trainer:
         bar.close()
         if config.save_model:
             self.save(config.save_model)
+        if self.stop_request.requested:
+            raise TrainingInterrupted(self.step, self.total_steps, config.save_model)
         return self.report()
 
     def _show(self, bar, loss):
         shown = {} if loss is None else {"loss": f"{loss:.4f}"}
         bar.set_postfix(**shown, density=f"{self.schedule.density:.2f}")
+
+    def _log_progress(self, bar, loss):
+        """Where no bar is drawn (not a terminal) but progress was asked for: one plain line per report."""
+        if bar.disable and self.config.progress and self.main:
+            bar.write(progress_line(self.label, self.step, self.total_steps, loss, self.schedule.density))
 
     def _evaluate_into_history(self):
         started = time.perf_counter()
@@ -349,6 +372,7 @@ class Trainer:
             "data_time_s": self.times["data_s"],
             "eval_time_s": self.times["eval_s"],
             "final_density": self.schedule.density,
+            "lines_skipped": getattr(self.data, "lines_skipped", 0),  # malformed Criteo lines (skip_malformed)
             "backend": self.backend_name(),
             "device": str(self.device),
             "world_size": distributed.world_size(),
