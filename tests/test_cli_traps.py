@@ -132,3 +132,12 @@ def test_criteo_ids_hash_into_each_tables_rows():
     rows = [2 + i for i in range(26)]
     _, _, ids = parse_criteo_line(line, rows)
     assert ids == [1 + 0xFFFFFFFF % (n - 1) for n in rows] and all(i < n for i, n in zip(ids, rows))
+
+
+def test_resuming_with_other_settings_names_the_flags(tmp_path, capsys):
+    path = str(tmp_path / "run.pt")
+    assert main(MODEL + SYNTHETIC + ["--save-model", path, "--stop-at-step", "4"]) == 0
+    capsys.readouterr()
+    other = [a if a != "32-16-1" else "32-1" for a in MODEL]
+    line, code = one_line_error(other + SYNTHETIC + ["--load-model", path, "--seed", "5"], capsys)
+    assert code == 2 and "different settings: ['--arch-mlp-top', '--seed']" in line

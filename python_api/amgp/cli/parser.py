@@ -54,10 +54,16 @@ def flag_names(parser):
 
 
 def in_flag_spelling(message, names):
-    """`message` with every Python name from `names` ({name: flag}) that has an underscore (so it cannot
-    be an ordinary word) replaced by its flag: "max_ind_range must be ..." -> "--max-ind-range must be ..."."""
-    identifiers = sorted((name for name in names if "_" in name), key=len, reverse=True)
-    if not identifiers:
-        return message
-    pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, identifiers)) + r")(?![\w-])")
-    return pattern.sub(lambda match: names[match.group(1)], message)
+    """`message` with the Python names from `names` ({name: flag}) replaced by their flags where they cannot
+    be ordinary words: those with an underscore ("max_ind_range must be ..." -> "--max-ind-range must be
+    ...") and any in quotes ("['seed']" -> "['--seed']")."""
+    def alternatives(candidates):
+        return "|".join(map(re.escape, sorted(candidates, key=len, reverse=True)))
+
+    quoted = re.compile(r"'(" + alternatives(names) + r")'")
+    message = quoted.sub(lambda match: f"'{names[match.group(1)]}'", message)
+    underscored = [name for name in names if "_" in name]
+    if underscored:
+        bare = re.compile(r"(?<![\w.'-])(" + alternatives(underscored) + r")(?![\w'-])")
+        message = bare.sub(lambda match: names[match.group(1)], message)
+    return message
