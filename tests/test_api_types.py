@@ -4,7 +4,9 @@ import pytest
 
 from amgp import DLRM, SparseMLP, prune_blocks
 from amgp.recurring import RecurringConfig
-from amgp.train import TrainConfig
+from amgp.train import TrainConfig, train
+
+from criteo_file import write_criteo
 
 
 @pytest.mark.parametrize("make, error, name", [
@@ -35,3 +37,12 @@ def test_a_checked_config_still_takes_what_it_always_took():
     config = TrainConfig(amgp_warmup=40, amgp_final_dense=0.2, amgp_layers=["top_l"], max_ind_range=[50] * 26,
                          stop_at_step=5, arch_embedding_size=[6, 40, 300])
     assert config.amgp_warmup == 40 and config.max_ind_range == [50] * 26
+
+
+def test_a_bottom_mlp_that_does_not_fit_the_data_is_named_before_training(tmp_path):
+    path = tmp_path / "train.txt"
+    write_criteo(path, 40)
+    config = TrainConfig(data_generation="dataset", raw_data_file=str(path), arch_mlp_bot=[10, 32, 16],
+                         mini_batch_size=8, progress=False)
+    with pytest.raises(ValueError, match="arch_mlp_bot starts with 10 inputs, but the data has 13 dense features"):
+        train(config)

@@ -133,6 +133,9 @@ def sparse_embedding_grad(config):
 
 
 def build_model(config, data, device, sparse=True):
+    if config.arch_mlp_bot[0] != data.num_dense:  # else the first forward fails on dense_x's shape
+        raise ValueError(f"arch_mlp_bot starts with {config.arch_mlp_bot[0]} inputs, but the data has "
+                         f"{data.num_dense} dense features")
     return DLRM(data.table_sizes, config.arch_sparse_feature_size, config.arch_mlp_bot, config.arch_mlp_top,
                 config.arch_interaction_op, config.arch_interaction_itself, block_size=config.block_size,
                 sparse=sparse, sparse_grad=sparse_embedding_grad(config), backend=config.backend, device=device)
