@@ -1,5 +1,5 @@
-"""amgp-demo: train a SparseMLP, prune half its hidden channel blocks, keep training, and print the
-measured training-step speedup. A short CPU demo of what the kernels buy."""
+"""amgp-demo: train a SparseMLP, prune its hidden channel blocks (--density of them kept), keep training, and
+print the measured training-step speedup. A short CPU demo of what the kernels buy."""
 import statistics
 import time
 
