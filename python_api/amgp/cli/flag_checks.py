@@ -51,7 +51,9 @@ def ignored_flag(args, given, flags):
 
 
 def missing_file(args):
-    for flag, path in (("--raw-data-file", args.raw_data_file), ("--load-model", args.load_model)):
+    """(A --raw-data-file that the run would not read is ignored_flag's error instead.)"""
+    raw = args.raw_data_file if args.data_generation == "dataset" else None
+    for flag, path in (("--raw-data-file", raw), ("--load-model", args.load_model)):
         if path is not None and not os.path.isfile(path):
             return f"{flag} {path}: no such file" + (" (it is a directory)" if os.path.isdir(path) else "")
     return None
@@ -100,7 +102,7 @@ def first_problem(args, given, flags):
     if args.stop_at_step is not None and _experiment(args):
         return "--stop-at-step stops one run for a later --load-model, which an experiment (--compare, --seeds, " \
                "--recurring) cannot resume"
-    for check in (lambda: ignored_flag(args, given, flags), lambda: missing_file(args),
+    for check in (lambda: missing_file(args), lambda: ignored_flag(args, given, flags),
                   lambda: architecture_problem(args, flags), lambda: schedule_problem(args)):
         problem = check()
         if problem:
