@@ -3,6 +3,7 @@
 `check_arguments` looks only at metadata (cheap, no host sync). `check_block_indices` reads index
 values, so it runs where indices are built, for CPU indices, or when validation is asked for.
 """
+import numbers
 import os
 
 import torch
@@ -37,6 +38,13 @@ def check_bool(value, name):
     """TypeError naming the argument unless `value` is a bool (1 or "yes" are refused, not read as True)."""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+def check_number(value, name):
+    """TypeError naming the argument unless `value` is a real number (an int or float, not a bool or a
+    string such as "0.5"), so that range checks after it never raise Python's bare comparison TypeError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
 
 
 def _require_tensor(value, name):

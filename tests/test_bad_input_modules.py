@@ -160,10 +160,10 @@ DLRM_TINY = ["--arch-sparse-feature-size", "8", "--arch-embedding-size", "50-40"
              "--arch-mlp-top", "16-1", "--mini-batch-size", "32", "--num-batches", "4", "--num-test-batches", "1",
              "--block-size", "8", "--no-progress"]
 DLRM_BAD = {  # flags that parse but cannot run: exit code 2 and a message naming the problem
-    "bottom width vs embedding size": (["--arch-mlp-bot", "13-16-12"], "arch_mlp_bot (12) must equal"),
-    "top does not end in 1": (["--arch-mlp-top", "16-2"], "arch_mlp_top must end with width 1"),
+    "bottom width vs embedding size": (["--arch-mlp-bot", "13-16-12"], "--arch-mlp-bot (12) must equal"),
+    "top does not end in 1": (["--arch-mlp-top", "16-2"], "--arch-mlp-top must end with width 1"),
     "unknown layer prefix": (["--amgp-layers", "nothere"], "match no prunable layer"),
-    "missing checkpoint": (["--load-model", "/nonexistent/ckpt.pt"], "does not exist"),
+    "missing checkpoint": (["--load-model", "/nonexistent/ckpt.pt"], "--load-model /nonexistent/ckpt.pt: no such file"),
     "missing data file": (["--data-generation", "dataset", "--raw-data-file", "/nonexistent/day.txt"],
                           "/nonexistent/day.txt"),
     "backend not runnable here": (["--backend", "cuda"], "--backend cuda"),

@@ -1,6 +1,8 @@
 """amgp-dlrm command line: a tiny end-to-end run, the JSON report, argument errors."""
 import dataclasses
+import io
 import json
+import sys
 
 import pytest
 
@@ -8,10 +10,11 @@ from amgp.cli.dlrm import CLI_ONLY, build_parser, config_from_args, main
 from amgp.train import TrainConfig
 from amgp.data.criteo import NUM_FIELDS
 
-TINY = ["--arch-sparse-feature-size", "8", "--arch-embedding-size", "6-40-300", "--arch-mlp-bot", "13-32-8",
-        "--arch-mlp-top", "32-16-1", "--mini-batch-size", "64", "--num-batches", "12", "--num-test-batches", "1",
-        "--block-size", "8", "--amgp-warmup", "2", "--amgp-final-dense", "3", "--amgp-dense-steps", "1",
-        "--print-freq", "3", "--no-progress"]
+# A tiny model and schedule for any data; TINY adds the synthetic data's sizes.
+TINY_MODEL = ["--arch-sparse-feature-size", "8", "--arch-mlp-bot", "13-32-8", "--arch-mlp-top", "32-16-1",
+              "--mini-batch-size", "64", "--num-batches", "12", "--block-size", "8", "--amgp-warmup", "2",
+              "--amgp-final-dense", "3", "--amgp-dense-steps", "1", "--print-freq", "3", "--no-progress"]
+TINY = TINY_MODEL + ["--arch-embedding-size", "6-40-300", "--num-test-batches", "1"]
 
 REQUIRED_KEYS = {"test_auc", "test_logloss", "test_accuracy", "mlp_flops_dense", "mlp_flops_computed",
                  "mlp_flops_saving", "wall_time_s", "phase_times_s", "final_density", "backend"}
@@ -33,10 +36,17 @@ def test_compare_smoke_run_writes_report_and_plot(tmp_path, capsys):
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_progress_bar_shows_no_loss_before_the_first_report(capsys):
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_shows_no_loss_before_the_first_report(monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
     args = [a for a in TINY if a != "--no-progress"] + ["--compare"]
     assert main(args) == 0
-    bar = capsys.readouterr().err
+    bar = terminal.getvalue()
     assert "density=1.00" in bar and "loss=" in bar  # the phase change at step 0, later the averaged loss
     assert "nan" not in bar
 
@@ -46,8 +56,8 @@ def test_phase_messages_and_criteo_file(tmp_path, capsys):
     other = "\t".join(["0"] + [""] * 13 + ["0f"] * 26)
     data = tmp_path / "day.txt"
     data.write_text("\n".join([line, other] * 40) + "\n")
-    args = TINY[:2] + TINY[4:] + ["--nepochs", "6", "--data-generation", "dataset", "--raw-data-file", str(data),
-                                  "--max-ind-range", "50", "--num-batches", "0"]
+    args = TINY_MODEL + ["--nepochs", "6", "--data-generation", "dataset", "--raw-data-file", str(data),
+                         "--max-ind-range", "50", "--num-batches", "0"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "sparse phase" in captured.out + captured.err
@@ -58,7 +68,8 @@ def test_malformed_criteo_line_is_a_clear_error_or_skipped(tmp_path, capsys):
     good = "\t".join(["1"] + ["3"] * 13 + ["a1b2c3d4"] * 26)
     data = tmp_path / "bad.txt"
     data.write_text("\n".join([good] * 3 + ["1\tnot enough fields"] + [good] * 20) + "\n")
-    args = TINY + ["--data-generation", "dataset", "--raw-data-file", str(data), "--mini-batch-size", "4", "--nepochs", "2"]
+    args = TINY_MODEL + ["--data-generation", "dataset", "--raw-data-file", str(data), "--mini-batch-size", "4",
+                         "--nepochs", "2"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"{data}:4" in err and f"expected {NUM_FIELDS}" in err

@@ -154,11 +154,12 @@ def test_criteo_next_day_is_the_latest_slice(tmp_path):
 
 def test_warm_start_from_a_saved_model_keeps_its_architecture_and_masks(tmp_path, capsys):
     saved = tmp_path / "static.pt"
-    narrow = ["--arch-mlp-top", "24-1"]  # not the architecture the warm start is given: the checkpoint's wins
+    narrow = ["--arch-mlp-top", "24-1"]  # not the default architecture: the warm start takes the checkpoint's
     assert main(TINY + narrow + ["--static-prune", "--amgp-density", "0.5", "--save-model", str(saved)]) == 0
     report_path = tmp_path / "warm.json"
-    assert main(TINY + ["--load-model", str(saved), "--recurring", "--recurring-steps", "4", "--recurring-drift", "0.5",
-                        "--report-json", str(report_path)]) == 0
+    assert main(["--mini-batch-size", "64", "--num-test-batches", "2", "--no-progress", "--load-model", str(saved),
+                 "--recurring", "--recurring-steps", "4", "--recurring-drift", "0.5", "--report-json",
+                 str(report_path)]) == 0
     assert "newest-data test AUC" in capsys.readouterr().out
     report = json.loads(report_path.read_text())
     assert report["mode"] == "recurring" and report["steps"] == 4
@@ -178,9 +179,10 @@ def test_criteo_experiment_with_recurring_stage_runs_end_to_end(tmp_path):
     path = tmp_path / "days.txt"
     path.write_text("\n".join(lines) + "\n")
     report_path = tmp_path / "report.json"
-    args = TINY[:2] + TINY[4:] + ["--data-generation", "dataset", "--raw-data-file", str(path), "--max-ind-range",
-                                  "40", "--mini-batch-size", "16", "--compare", "amgp,static", "--recurring",
-                                  "--recurring-steps", "20", "--report-json", str(report_path)]
+    synthetic_only = TINY.index("--num-test-batches")  # (and --arch-embedding-size, TINY[2:4])
+    args = TINY[:2] + TINY[4:synthetic_only] + TINY[synthetic_only + 2:] + [
+        "--data-generation", "dataset", "--raw-data-file", str(path), "--max-ind-range", "40", "--mini-batch-size",
+        "16", "--compare", "amgp,static", "--recurring", "--recurring-steps", "20", "--report-json", str(report_path)]
     assert main(args) == 0
     result = json.loads(report_path.read_text())["experiment"]
     # 240 lines: the latest 60 are the next day (54 train, 6 test); offline: the first 180 (162 train, 18 test)

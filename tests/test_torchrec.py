@@ -8,6 +8,7 @@ import copy
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -218,6 +219,20 @@ def test_settings_torchrec_cannot_run_are_clear_errors(args, message, capsys):
         code = exit_info.code
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+@needs_torchrec
+def test_the_readme_torchrec_snippet_runs_as_a_script(tmp_path):
+    """README's "Your own TorchRec model" block, saved as a file and run as a user would."""
+    from readme_blocks import blocks
+    snippets = [code for _, code, _ in blocks("python") if "from amgp.torchrec import" in code]
+    assert len(snippets) == 1
+    script = tmp_path / "snippet.py"
+    script.write_text(snippets[0])
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"MLP FLOP saving \d+\.\d%, final density 1\.0", result.stdout), result.stdout
 
 
 @pytest.mark.skipif(HAVE_TORCHREC, reason="checks the message shown when torchrec is absent")

@@ -1,10 +1,10 @@
 """Compile every Triton kernel of the backend for a GPU architecture, without a GPU (ptxas ships
 with triton): the check that the compiled path builds, on machines (CI) where only the interpreter
-runs. Usage: python -m amgp_kernels.triton.aot [--arch 90] [--dtypes bf16,fp32] [--block-sizes 32,24]
-[--all-tiles] [--gather-only]
+runs. Every kernel variant that compiles prints one "ok" line.
 
 Must run with TRITON_INTERPRET unset (the interpreter replaces the kernels it would compile).
 """
+PROG = "python -m amgp_kernels.triton.aot"
 import argparse
 import itertools
 import sys
@@ -82,10 +82,12 @@ def compile_all(arch, dtypes, tiles, block_sizes=(32, 24), gather_only=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 80 or 90")
-    parser.add_argument("--dtypes", default="bf16,fp16,fp32")
-    parser.add_argument("--block-sizes", default="32,24")
+    # The whole docstring as written (its first line alone stops mid-sentence).
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 80 or 90 (default %(default)s)")
+    parser.add_argument("--dtypes", default="bf16,fp16,fp32", help="comma-separated (default %(default)s)")
+    parser.add_argument("--block-sizes", default="32,24", help="comma-separated channels per block (default %(default)s)")
     parser.add_argument("--all-tiles", action="store_true", help="every autotune tile (slow), not just one small")
     parser.add_argument("--gather-only", action="store_true", help="skip the dense-input variants")
     args = parser.parse_args(argv)

@@ -2,6 +2,8 @@
 import dataclasses
 from typing import Optional
 
+from .config_checks import check_train_config
+
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
 ENGINES = ("amgp", "torchrec")  # amgp.DLRM under DDP, or TorchRec's DLRM under DMP (amgp.torchrec.engine)
 
@@ -28,7 +30,7 @@ class TrainConfig:
     # data
     data_generation: str = "synthetic"
     raw_data_file: Optional[str] = None
-    max_ind_range: int = 100_000
+    max_ind_range: int = 100_000  # Criteo rows per table (or a list of 26: one per table)
     skip_malformed: bool = False
     data_randomize: str = "total"  # Criteo training lines: reshuffled every epoch from seed, or "none"
     test_fraction: float = 0.1
@@ -65,6 +67,9 @@ class TrainConfig:
     load_model: Optional[str] = None
     stop_at_step: Optional[int] = None
     progress: bool = True
+
+    def __post_init__(self):
+        check_train_config(self)  # a wrong field is a TypeError/ValueError naming it, here, not mid-training
 
     def resume_settings(self):
         """The settings a checkpoint must agree with to be resumed (RESUME_KEYS)."""

@@ -1,6 +1,5 @@
-"""amgp-demo: train a SparseMLP, prune half its hidden channel blocks, keep training, and print the
-measured training-step speedup. A short CPU demo of what the kernels buy."""
-import argparse
+"""amgp-demo: train a SparseMLP, prune its hidden channel blocks (--density of them kept), keep training, and
+print the measured training-step speedup. A short CPU demo of what the kernels buy."""
 import statistics
 import time
 
@@ -10,19 +9,28 @@ from tqdm import tqdm
 import amgp_kernels
 
 from .cli.argtypes import dash_list, density, positive_int
+from .cli.parser import Parser
 from .pruning import prune_blocks, weight_density
 from .sparse_mlp import SparseMLP
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="amgp-demo", description=__doc__)
-    parser.add_argument("--sizes", type=dash_list, default="256-1024-1024-1024-1", help="MLP widths, dash-separated")
-    parser.add_argument("--batch", type=positive_int, default=2048)
+def build_parser():
+    parser = Parser(prog="amgp-demo", description=__doc__)
+    parser.add_argument("--sizes", type=dash_list, default=[256, 1024, 1024, 1024, 1],
+                        help="MLP widths, dash-separated: input, hidden..., output")
+    parser.add_argument("--batch", type=positive_int, default=2048, help="samples per training step")
     parser.add_argument("--steps", type=positive_int, default=30, help="training steps per phase")
-    parser.add_argument("--density", type=density, default=0.5, help="fraction of hidden blocks kept")
-    parser.add_argument("--block-size", type=positive_int, default=32)
-    parser.add_argument("--backend", choices=amgp_kernels.BACKENDS, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--density", type=density, default=0.5,
+                        help="fraction of each hidden layer's output blocks kept")
+    parser.add_argument("--block-size", type=positive_int, default=32, help="channels per block")
+    parser.add_argument("--backend", choices=amgp_kernels.BACKENDS, default=None,
+                        help="block_linear backend (default: $AMGP_BACKEND or auto)")
+    parser.add_argument("--seed", type=int, default=0, help="weights, data and teacher")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if len(args.sizes) < 3:
         parser.error("--sizes needs at least 3 positive widths (input, hidden..., output)")
@@ -37,7 +45,7 @@ def parse_args(argv=None):
 def train_phase(model, optimizer, inputs, targets, steps, label):
     """Train `steps` steps; return (final loss, median seconds per step)."""
     times, loss = [], float("nan")
-    for step in tqdm(range(steps), desc=label, leave=False):
+    for step in tqdm(range(steps), desc=label, leave=False, disable=None):  # a bar on a terminal only
         x, y = inputs[step % len(inputs)], targets[step % len(targets)]
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)

@@ -6,6 +6,8 @@ width is computed from the interaction, and its last layer has one output (the c
 The MLPs are SparseMLPs (sparse=True) or PlainMLPs of nn.Linear with the same parameter names
 (sparse=False), so a trained sparse model's state_dict loads into the plain one.
 """
+import numbers
+
 import torch
 from torch import nn
 
@@ -33,10 +35,49 @@ class PlainMLP(nn.Module):
 
 
 def _sizes(value, name):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a list of ints, got {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in value):
+        raise TypeError(f"{name} must be a list of ints, got {list(value)}")
     sizes = [int(v) for v in value]
     if not sizes or any(v <= 0 for v in sizes):
-        raise ValueError(f"{name} must list positive widths, got {list(value)}")
+        raise ValueError(f"{name} must list positive widths, got {sizes}")
     return sizes
+
+
+def check_architecture(arch_embedding_size, arch_sparse_feature_size, arch_mlp_bot, arch_mlp_top,
+                       arch_interaction_op="dot", spell=str):
+    """(tables, dim, bottom, top) checked: TypeError/ValueError naming the argument as `spell(name)` (the
+    command line passes its flag names). arch_embedding_size=None skips the tables (sized elsewhere)."""
+    tables = None if arch_embedding_size is None else _sizes(arch_embedding_size, spell("arch_embedding_size"))
+    bottom = _sizes(arch_mlp_bot, spell("arch_mlp_bot"))
+    top = _sizes(arch_mlp_top, spell("arch_mlp_top"))
+    dim = arch_sparse_feature_size
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{spell('arch_sparse_feature_size')} must be an int, got {dim!r}")
+    dim = int(dim)
+    if dim <= 0:
+        raise ValueError(f"{spell('arch_sparse_feature_size')} must be positive, got {dim}")
+    if arch_interaction_op not in INTERACTIONS:
+        raise ValueError(f"{spell('arch_interaction_op')} must be one of {INTERACTIONS}, got {arch_interaction_op!r}")
+    if len(bottom) < 2:
+        raise ValueError(f"{spell('arch_mlp_bot')} must list the input width and at least one layer, got {bottom}")
+    if arch_interaction_op == "dot" and bottom[-1] != dim:
+        raise ValueError(f"with {spell('arch_interaction_op')} dot the last width of {spell('arch_mlp_bot')} "
+                         f"({bottom[-1]}) must equal {spell('arch_sparse_feature_size')} ({dim})")
+    if top[-1] != 1:
+        raise ValueError(f"{spell('arch_mlp_top')} must end with width 1 (the click logit), got {top}")
+    return tables, dim, bottom, top
+
+
+def top_input_width(num_tables, arch_sparse_feature_size, bottom_output, arch_interaction_op="dot",
+                    arch_interaction_itself=False):
+    """The top MLP's input width: the bottom MLP's output and the interaction of it with the embeddings."""
+    features = num_tables + 1
+    if arch_interaction_op == "dot":
+        pairs = features * (features + 1) // 2 if arch_interaction_itself else features * (features - 1) // 2
+        return bottom_output + pairs
+    return bottom_output + num_tables * arch_sparse_feature_size
 
 
 class DLRM(nn.Module):
@@ -62,21 +103,10 @@ class DLRM(nn.Module):
                  arch_interaction_op="dot", arch_interaction_itself=False, block_size=32, sparse=True,
                  sparse_grad=False, backend=None, device=None, dtype=None):
         super().__init__()
-        tables = _sizes(arch_embedding_size, "arch_embedding_size")
-        bottom = _sizes(arch_mlp_bot, "arch_mlp_bot")
-        top = _sizes(arch_mlp_top, "arch_mlp_top")
-        dim = int(arch_sparse_feature_size)
-        if dim <= 0:
-            raise ValueError(f"arch_sparse_feature_size must be positive, got {arch_sparse_feature_size}")
-        if arch_interaction_op not in INTERACTIONS:
-            raise ValueError(f"arch_interaction_op must be one of {INTERACTIONS}, got {arch_interaction_op!r}")
-        if len(bottom) < 2:
-            raise ValueError(f"arch_mlp_bot must list the input width and at least one layer, got {bottom}")
-        if arch_interaction_op == "dot" and bottom[-1] != dim:
-            raise ValueError(f"with arch_interaction_op='dot' the last width of arch_mlp_bot ({bottom[-1]}) must "
-                             f"equal arch_sparse_feature_size ({dim})")
-        if top[-1] != 1:
-            raise ValueError(f"arch_mlp_top must end with width 1 (the click logit), got {top}")
+        tables, dim, bottom, top = check_architecture(arch_embedding_size, arch_sparse_feature_size, arch_mlp_bot,
+                                                      arch_mlp_top, arch_interaction_op)
+        if tables is None:
+            raise TypeError("arch_embedding_size must be a list of table sizes, got None")
         self.arch_embedding_size = tables
         self.arch_sparse_feature_size = dim
         self.arch_interaction_op = arch_interaction_op
@@ -88,12 +118,7 @@ class DLRM(nn.Module):
             bound = (1.0 / table.num_embeddings) ** 0.5  # dlrm's uniform init
             nn.init.uniform_(table.weight, -bound, bound)
         features = len(tables) + 1
-        if arch_interaction_op == "dot":
-            pairs = features * (features + 1) // 2 if arch_interaction_itself else features * (features - 1) // 2
-            top_in = bottom[-1] + pairs
-        else:
-            top_in = bottom[-1] + len(tables) * dim
-        top = [top_in] + top
+        top = [top_input_width(len(tables), dim, bottom[-1], arch_interaction_op, arch_interaction_itself)] + top
         if sparse:
             mlp = dict(block_size=block_size, activation="relu", backend=backend, **factory)
             self.bot_l = SparseMLP(bottom, last_activation="relu", **mlp)

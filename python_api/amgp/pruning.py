@@ -4,6 +4,8 @@ import math
 
 import torch
 
+from amgp_kernels.checks import check_number
+
 from .sparse_linear import SparseLinear
 
 NOTHING_TO_PRUNE = ("module contains no SparseLinear feeding tied SparseLinear layers (no hidden layer to prune): "
@@ -90,6 +92,7 @@ def zero_inactive_(layer, optimizer=None):
 def prune_blocks(module, density, optimizer=None):
     """Prune every prunable layer of `module` (see prunable_layers) to `density` of its output
     blocks by block magnitude, and zero the pruned weights, bias entries and optimizer state."""
+    check_number(density, "density")
     if not 0 < density <= 1:
         raise ValueError(f"density must be in (0, 1], got {density}")
     pairs = prunable_layers(module)

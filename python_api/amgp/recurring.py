@@ -9,10 +9,10 @@ or a narrow model keeps its size.
 """
 import dataclasses
 
-from amgp_kernels.checks import check_int
+from amgp_kernels.checks import check_int, check_number
 
 from .checkpoint import load_checkpoint
-from .config import MODEL_KEYS
+from .checkpoint_model import fit_config_to_checkpoint
 from .data import build_data, criteo_rows, split_latest
 from .engines import make_trainer
 from .train import evaluate
@@ -26,6 +26,8 @@ class RecurringConfig:
 
     def __post_init__(self):
         check_int(self.steps, "recurring steps", minimum=1)
+        check_number(self.drift, "recurring drift")
+        check_number(self.fraction, "recurring fraction")
         if not 0 <= self.drift <= 1:
             raise ValueError(f"recurring drift must be in [0, 1], got {self.drift}")
         if not 0 < self.fraction <= 1:
@@ -86,7 +88,6 @@ def warm_start(config, path, recurring):
     weights and masks; not its optimizer or schedule) trained recurring.steps steps on the next day of
     `config`'s data (config.save_model, if set, receives the result)."""
     saved = load_checkpoint(path, required=("config", "model"))
-    architecture = {key: saved["config"][key] for key in MODEL_KEYS if key in saved["config"]}
-    config = dataclasses.replace(config, load_model=None, **architecture)
+    config = fit_config_to_checkpoint(config, saved, path)  # its architecture and tables, on config's data
     data = Stages(config, recurring).next_day(config.seed)
     return continue_training(config, saved["model"], data, recurring.steps)

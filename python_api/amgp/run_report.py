@@ -26,6 +26,7 @@ def run_report(trainer, metrics):
         "data_time_s": other_times.get("data", 0.0),
         "eval_time_s": other_times.get("eval", 0.0),
         "final_density": trainer.schedule.density,
+        "lines_skipped": getattr(trainer.data, "lines_skipped", 0),  # malformed Criteo lines (skip_malformed)
         "backend": backend_name(trainer.config.backend, trainer.device),
         "device": str(trainer.device),
         "world_size": distributed.world_size(),

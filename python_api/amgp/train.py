@@ -15,10 +15,12 @@ from . import checkpoint, distributed, trainer_state
 from .config import OPTIMIZERS, TrainConfig
 from .data import build_data, total_steps
 from .dlrm import DLRM
+from .interrupt import TrainingInterrupted, deferred_interrupt
 from .meter import CostMeter
 from .metrics import ctr_metrics
+from .run_messages import checkpoint_line, phase_line, progress_line
 from .run_report import run_report
-from .schedule import GrowPruneSchedule, describe_phase
+from .schedule import GrowPruneSchedule
 
 __all__ = ["Trainer", "TrainConfig", "build_model", "build_optimizer", "build_schedule", "evaluate"]
 
@@ -33,6 +35,9 @@ def sparse_embedding_grad(config):
 
 
 def build_model(config, data, device, sparse=True):
+    if config.arch_mlp_bot[0] != data.num_dense:  # else the first forward fails on dense_x's shape
+        raise ValueError(f"arch_mlp_bot starts with {config.arch_mlp_bot[0]} inputs, but the data has "
+                         f"{data.num_dense} dense features")
     return DLRM(data.table_sizes, config.arch_sparse_feature_size, config.arch_mlp_bot, config.arch_mlp_top,
                 config.arch_interaction_op, config.arch_interaction_itself, block_size=config.block_size,
                 sparse=sparse, sparse_grad=sparse_embedding_grad(config), backend=config.backend, device=device)
@@ -139,6 +144,7 @@ class Trainer:
         state = trainer_state.capture(self)  # on every rank: the loss window is averaged over ranks
         if self.main:
             checkpoint.save_checkpoint(path, state)
+            tqdm.write(checkpoint_line(path, self.step))
 
     def _timed(self, name, work):
         """work(), with its wall time (the GPU's work included) added to the meter under `name`."""
@@ -158,16 +164,24 @@ class Trainer:
         return loss.detach()
 
     def run(self):
+        """Train to the end (or to stop_at_step) and report. Ctrl-C stops at the next step boundary, saves a
+        checkpoint (with save_model) and raises amgp.interrupt.TrainingInterrupted. Under torchrun the
+        launcher handles Ctrl-C (stopping every rank at one step would need a collective per step)."""
+        with deferred_interrupt(enabled=distributed.world_size() == 1) as self.stop_request:
+            return self._train()
+
+    def _train(self):
         config = self.config
         stop = self.total_steps if config.stop_at_step is None else min(config.stop_at_step, self.total_steps)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (config.progress and self.main),
+        # disable=None: tqdm draws only on a terminal; a log gets the plain lines of _log_progress instead.
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=None if config.progress and self.main else True,
                    desc=self.label, unit="step", dynamic_ncols=True)
         mean_loss = self.history["loss"][-1][1] if self.history["loss"] else None  # none before the first report
-        while self.step < stop:
+        while self.step < stop and not self.stop_request.requested:
             kind = self.schedule.phase.kind
             change = self._timed(kind, self.schedule.before_step)
             if change is not None and config.mode != "dense" and self.main:
-                bar.write(f"step {self.step}: {describe_phase(change)}, MLP weight density {self.schedule.density:.3f}")
+                bar.write(phase_line(self.step, change, config.amgp_density, self.schedule.density))
                 self._show(bar, mean_loss)
             batch = self._timed("data", lambda: self.data.train_batch(self.step))
             rows = batch.rows
@@ -186,6 +200,7 @@ class Trainer:
                     raise FloatingPointError(f"training loss is {mean_loss} at step {self.step}: lower --learning-rate")
                 self.history["loss"].append((self.step, mean_loss))
                 self._show(bar, mean_loss)
+                self._log_progress(bar, mean_loss)
                 self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
             if config.test_freq and self.step % config.test_freq == 0 and self.step < self.total_steps:
                 self.evaluate_into_history()
@@ -194,11 +209,18 @@ class Trainer:
         bar.close()
         if config.save_model:
             self.save(config.save_model)
+        if self.stop_request.requested:
+            raise TrainingInterrupted(self.step, self.total_steps, config.save_model)
         return run_report(self, self.evaluate_into_history())
 
     def _show(self, bar, loss):
         shown = {} if loss is None else {"loss": f"{loss:.4f}"}
         bar.set_postfix(**shown, density=f"{self.schedule.density:.2f}")
+
+    def _log_progress(self, bar, loss):
+        """Where no bar is drawn (not a terminal) but progress was asked for: one plain line per report."""
+        if bar.disable and self.config.progress and self.main:
+            bar.write(progress_line(self.label, self.step, self.total_steps, loss, self.schedule.density))
 
     def evaluate_into_history(self):
         metrics = self._timed("eval", lambda: evaluate(self.model, self.test_batches, self.device))

@@ -8,6 +8,7 @@ import torch
 import amgp_kernels
 
 from ..cli.argtypes import non_negative_int, positive_int
+from ..cli.parser import Parser, RawDescriptionDefaultsFormatter
 from . import cases, machine, report
 from .cases import CASES, DENSITIES, DLRM_CONFIGS, PASSES, Shape
 from .methods import default_backends
@@ -51,7 +52,7 @@ def _density(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="amgp-bench",
         description="Benchmark amgp's block-sparse linear kernels against dense nn.Linear, gather+mm+scatter\n"
                     "and the compacted-dense limit (or, with --training, DLRM training steps, dense vs pruned).",
@@ -60,7 +61,7 @@ def build_parser():
                "  amgp-bench --device cpu --shapes 2048x1024x1024 --json cpu.json --plot cpu.png\n"
                "  amgp-bench --preset terabyte --batch 2048,16384 --passes fwd_bwd\n"
                "  amgp-bench --training --preset kaggle --batch 2048 --densities 1,0.5",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=RawDescriptionDefaultsFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), help="default: float32 on cpu, bfloat16 on cuda")
     shapes = parser.add_argument_group(

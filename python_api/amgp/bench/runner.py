@@ -94,8 +94,9 @@ def run_kernel_benchmarks(config, progress=True):
     same active blocks and inputs, their ratios taken against that group's own dense and compacted
     measurements."""
     rows = []
-    bar = tqdm(total=config.group_count(), desc="amgp-bench", unit="row", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True)
+    # disable=None: tqdm draws only on a terminal, so a redirected log gets no carriage-return frames.
+    bar = tqdm(total=config.group_count(), desc="amgp-bench", unit="row", file=sys.stderr,
+               disable=None if progress else True, dynamic_ncols=True)
     with bar:
         for shape in config.shapes:
             copies = rotation_copies(shape, config.dtype, config.copies)

@@ -157,7 +157,7 @@ def run_training_benchmarks(model_kinds, config_name, batch, densities, device="
     variants of one model are timed interleaved."""
     rows = []
     with tqdm(total=len(model_kinds), desc="amgp-bench training", unit="model", file=sys.stderr,
-              disable=not progress) as bar:
+              disable=None if progress else True) as bar:  # None: a bar on a terminal only
         for kind in model_kinds:
             bar.set_postfix_str(f"{kind}:{config_name}")
             sparse, baseline, batches = _models_and_batches(kind, config_name, batch, copies, device, dtype,

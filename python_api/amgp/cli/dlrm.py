@@ -24,11 +24,16 @@ from ..data import DATA_ORDERS
 from ..engines import train as train_one_run
 from ..data.criteo import CriteoFormatError
 from ..checkpoint import CheckpointError
+from ..interrupt import TrainingInterrupted
 from ..pruning import GROWTH_INITS
 from ..pruner import CRITERIA
 from .argtypes import (checked, dash_list, density, fraction, non_negative_float, non_negative_int,
                        positive_float, positive_int)
 from .experiment_table import format_budget, format_recurring, format_summary
+from .flag_checks import first_problem
+from .header import run_header
+from .outcome import interrupted_line, skipped_line, stopped_line
+from .parser import Parser, flag_names, given_dests, in_flag_spelling
 
 DEFAULTS = TrainConfig()
 RECURRING = recurring.RecurringConfig()
@@ -57,8 +62,8 @@ _steps_or_fraction = checked(_int_or_float, lambda v: v >= 0 and (isinstance(v, 
 
 def build_parser():
     d = DEFAULTS
-    parser = argparse.ArgumentParser(
-        prog="amgp-dlrm",
+    parser = Parser(
+        prog="amgp-dlrm", usage="%(prog)s [options]",
         description="Train a DLRM with alternate model growth and pruning (AMGP): sparse phases prune MLP "
                     "channel blocks (GEMMs over active blocks only), dense phases grow them back, and training "
                     "ends with a full-size model.")
@@ -66,21 +71,26 @@ def build_parser():
     model.add_argument("--arch-sparse-feature-size", type=positive_int, default=d.arch_sparse_feature_size,
                        help="embedding dimension (default %(default)s)")
     model.add_argument("--arch-embedding-size", type=dash_list, default=None,
-                       help="rows per embedding table, e.g. 4-3-2 (synthetic data; default: 26 built-in sizes)")
+                       help="rows per embedding table of the synthetic data, e.g. 4-3-2 (default: 26 built-in "
+                            "sizes; a Criteo file has 26 tables of --max-ind-range rows)")
     model.add_argument("--arch-mlp-bot", type=dash_list, default=d.arch_mlp_bot,
-                       help="bottom MLP widths, dense-feature count first (default 13-512-256-64-16)")
+                       help="bottom MLP widths, dense-feature count first (a Criteo file has 13)")
     model.add_argument("--arch-mlp-top", type=dash_list, default=d.arch_mlp_top,
-                       help="top MLP widths after its computed input width, ending in 1 (default 1024-1024-512-1)")
-    model.add_argument("--arch-interaction-op", choices=("dot", "cat"), default=d.arch_interaction_op)
+                       help="top MLP widths after its computed input width, ending in 1")
+    model.add_argument("--arch-interaction-op", choices=("dot", "cat"), default=d.arch_interaction_op,
+                       help="dot: pairwise dot products of the features; cat: concatenation")
     model.add_argument("--arch-interaction-itself", action="store_true", help="dot: include self products")
     data = parser.add_argument_group("data")
     data.add_argument("--data-generation", choices=("synthetic", "dataset"), default=d.data_generation,
                       help="synthetic: built-in learnable CTR data; dataset: a Criteo-format --raw-data-file")
-    data.add_argument("--raw-data-file", help="Criteo Kaggle text file (label, 13 integer, 26 hex fields, tabs)")
+    data.add_argument("--raw-data-file",
+                      help="Criteo Kaggle text file (label, 13 integer, 26 hex fields, tabs); needs --data-generation "
+                           "dataset")
     data.add_argument("--max-ind-range", type=positive_int, default=d.max_ind_range,
-                      help="rows per embedding table for hashed Criteo categoricals (default %(default)s)")
+                      help="rows per embedding table for hashed Criteo categoricals")
     data.add_argument("--skip-malformed-lines", dest="skip_malformed", action="store_true",
-                      help="count and skip malformed Criteo lines instead of stopping with an error")
+                      help="count and skip malformed Criteo lines instead of stopping with an error (the count is "
+                           "printed and in the JSON as lines_skipped)")
     data.add_argument("--test-fraction", type=fraction, default=d.test_fraction,
                       help="Criteo: last fraction of the lines used as test split (default %(default)s)")
     data.add_argument("--data-randomize", choices=DATA_ORDERS, default=d.data_randomize,
@@ -89,15 +99,17 @@ def build_parser():
     data.add_argument("--num-test-batches", type=positive_int, default=d.num_test_batches,
                       help="synthetic: test batches (default %(default)s)")
     train = parser.add_argument_group("training")
-    train.add_argument("--mini-batch-size", type=positive_int, default=d.mini_batch_size)
+    train.add_argument("--mini-batch-size", type=positive_int, default=d.mini_batch_size,
+                       help="samples per training step (the global batch under torchrun)")
     train.add_argument("--num-batches", type=non_negative_int, default=d.num_batches,
                        help="batches per epoch (synthetic: the training set size; dataset: 0 = all lines)")
-    train.add_argument("--nepochs", type=positive_int, default=d.nepochs)
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    train.add_argument("--learning-rate", type=positive_float, default=d.learning_rate)
+    train.add_argument("--nepochs", type=positive_int, default=d.nepochs, help="passes over the training batches")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="for every parameter")
+    train.add_argument("--learning-rate", type=positive_float, default=d.learning_rate, help="the optimizer's")
     train.add_argument("--momentum", type=non_negative_float, default=d.momentum, help="sgd momentum")
-    train.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay)
-    train.add_argument("--seed", "--numpy-rand-seed", dest="seed", type=int, default=d.seed)
+    train.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay, help="L2 / decoupled decay")
+    train.add_argument("--seed", "--numpy-rand-seed", dest="seed", type=int, default=d.seed,
+                       help="model init, growth draws, synthetic samples, Criteo training order")
     train.add_argument("--use-gpu", action="store_true", help="train on the CUDA GPU")
     train.add_argument("--num-threads", type=positive_int, default=None,
                        help="CPU threads for torch (default: torch's choice; 1 gives steadier timings on a busy machine)")
@@ -112,15 +124,19 @@ def build_parser():
                       help="the static baseline alone: prune once after --amgp-warmup to --amgp-density, train "
                            "pruned to the end (ends small)")
     amgp.add_argument("--amgp-density", type=density, default=d.amgp_density,
-                      help="fraction of output channel blocks each pruned layer keeps in sparse phases")
+                      help="fraction of output channel blocks each pruned layer keeps in sparse phases (a hidden "
+                           "layer also loses inputs, so about density^2 of its weights stay)")
     amgp.add_argument("--amgp-warmup", type=_steps_or_fraction, default=d.amgp_warmup, help="dense warmup")
     amgp.add_argument("--amgp-final-dense", type=_steps_or_fraction, default=d.amgp_final_dense,
                       help="final dense phase (at least 1 step)")
     amgp.add_argument("--amgp-dense-steps", type=_steps_or_fraction, default=d.amgp_dense_steps,
                       help="each dense phase between two sparse phases")
     amgp.add_argument("--amgp-cycles", type=positive_int, default=d.amgp_cycles, help="number of sparse phases")
-    amgp.add_argument("--amgp-criterion", choices=CRITERIA, default=d.amgp_criterion)
-    amgp.add_argument("--amgp-growth", choices=GROWTH_INITS, default=d.amgp_growth)
+    amgp.add_argument("--amgp-criterion", choices=CRITERIA, default=d.amgp_criterion,
+                      help="block importance: weight magnitude, or Taylor scores gathered in the dense steps before")
+    amgp.add_argument("--amgp-growth", choices=GROWTH_INITS, default=d.amgp_growth,
+                      help="how grown blocks start: function_preserving (no jump in the output), zero, or restore "
+                           "(the values they had when pruned)")
     amgp.add_argument("--amgp-layers", default=None,
                       help="comma-separated layer-name prefixes to prune, e.g. top_l (default: all MLP layers)")
     amgp.add_argument("--block-size", type=positive_int, default=d.block_size, help="channels per block")
@@ -132,7 +148,7 @@ def build_parser():
                           "with hidden widths scaled to AMGP's FLOPs); default dense,amgp")
     exp.add_argument("--seeds", type=positive_int, default=1,
                      help="train every method with seeds --seed, --seed+1, ...; report mean, std and the paired "
-                          "difference to dense")
+                          "difference to dense (default 1)")
     exp.add_argument("--recurring", action="store_true",
                      help="after training, continue each final model on the next day (new optimizer, no pruning) "
                           "and report newest-data AUC before and after; with --load-model: warm start from that "
@@ -150,17 +166,25 @@ def build_parser():
     out.add_argument("--test-freq", type=non_negative_int, default=d.test_freq,
                      help="evaluate every N steps (0: only at the end)")
     out.add_argument("--save-model", help="checkpoint path, written at the end (and every --checkpoint-freq)")
-    out.add_argument("--checkpoint-freq", type=non_negative_int, default=0, help="checkpoint every N steps")
+    out.add_argument("--checkpoint-freq", type=non_negative_int, default=0,
+                     help="checkpoint every N steps (0: only at the end)")
     out.add_argument("--load-model", help="resume from this checkpoint (same settings)")
     out.add_argument("--stop-at-step", type=positive_int, default=None,
                      help="stop after this many steps, as if interrupted (resume with --load-model)")
     out.add_argument("--report-json", help="write the report as JSON here")
-    out.add_argument("--plot", help="write a PNG of loss / AUC over steps (sparse phases shaded) here")
-    out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    out.add_argument("--plot", help="write a PNG here: one run: loss and AUC over steps (sparse phases shaded); "
+                                    "--compare: test AUC against MLP training FLOPs per method")
+    out.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="no progress (a bar on a terminal, a line per --print-freq steps in a log)")
     return parser
 
 
-def config_from_args(args, parser):
+def config_from_args(args, parser, given=None):
+    """The TrainConfig of parsed `args`; a parser error (one line, naming the flag) for settings that cannot
+    run or that the run would silently ignore. `given`: the dests typed on the command line (default: those
+    whose value differs from the default)."""
+    if given is None:
+        given = {dest for dest, value in vars(args).items() if value != parser.get_default(dest)}
     if args.data_generation == "dataset" and not args.raw_data_file:
         parser.error("--data-generation dataset needs --raw-data-file")
     if (args.compare or args.seeds > 1) and args.load_model:
@@ -172,6 +196,9 @@ def config_from_args(args, parser):
         parser.error("--checkpoint-freq needs --save-model")
     if args.max_ind_range < 2:
         parser.error("--max-ind-range must be at least 2")
+    problem = first_problem(args, given, flag_names(parser))
+    if problem:
+        parser.error(problem)
     if args.backend and (torch.cuda.is_available() or not args.use_gpu):  # (no GPU for --use-gpu: said later)
         try:  # refuse a backend that cannot run on the training device now, not mid-run
             amgp_kernels.backends.resolve(args.backend, torch.device("cuda" if args.use_gpu else "cpu"))
@@ -213,6 +240,17 @@ def format_report(reports):
     return "\n".join(lines)
 
 
+def describe(args):
+    """What the command does, for the run header."""
+    if args.recurring and args.load_model:
+        return f"warm start from {args.load_model}, {args.recurring_steps} steps on the next day"
+    if args.compare or args.seeds > 1 or args.recurring:
+        methods = ", ".join(args.compare or [TrainConfig(amgp=args.amgp, static_prune=args.static_prune).mode])
+        return f"{methods} on the same data and steps" + (", then the recurring stage" if args.recurring else "")
+    mode = TrainConfig(amgp=args.amgp, static_prune=args.static_prune).mode
+    return mode + (f", resuming from {args.load_model}" if args.load_model else "")
+
+
 def run(args, config):
     """(report for --report-json, {column: run report} for the text table, experiment result or None)."""
     settings = recurring.RecurringConfig(args.recurring_steps, args.recurring_drift, args.recurring_fraction)
@@ -227,45 +265,61 @@ def run(args, config):
     return report, {report["mode"]: report}, None
 
 
-def show(report, reports, result):
-    if result is not None and len(result["seeds"]) > 1:
-        print(f"seed {result['seeds'][0]}, run by run:")
-    print(format_report(reports))
+def show(report, reports, result, args, argv):
+    """The summary: one table (a run's column, or the experiment's table of methods over the seeds), then
+    the lines about how the run ended."""
+    if result is None:
+        print(format_report(reports))
+    else:
+        print("\n" + format_budget(result["budget"], result["methods"]))
+        print("\n" + format_summary(result))
+        if "recurring" in result:
+            print("\n" + format_recurring(result))
     if "before_test_auc" in report:
         print(f"newest-data test AUC: {report['before_test_auc']:.5f} before, {report['test_auc']:.5f} after "
               f"{report['steps']} steps")
-    if result is None:
-        return
-    print("\n" + format_budget(result["budget"], result["methods"]))
-    print("\n" + format_summary(result))
-    if "recurring" in result:
-        print("\n" + format_recurring(result))
-    if "comparison" in report:
+    if result is not None and "comparison" in report:
         c = report["comparison"]
         spread = "" if c["auc_difference_std"] is None else \
             f" (paired std {c['auc_difference_std']:.5f}, 95% CI ±{c['auc_difference_ci95']:.5f})"
         print(f"\nAMGP vs dense: AUC difference {c['auc_difference']:+.5f}{spread}, MLP FLOP saving "
               f"{c['mlp_flops_saving']:.1%}, wall-time reduction {c['wall_time_reduction']:.1%}")
+    if args.skip_malformed:
+        print(skipped_line(report, args.raw_data_file))
+    if result is None:
+        stopped = stopped_line(report, argv, args.save_model)
+        if stopped:
+            print(stopped)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    config = config_from_args(args, parser)
+    config = config_from_args(args, parser, given_dests(build_parser, argv))
     # torch's sparse Adagrad path warns on every run about a debug option; it is noise here.
     warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
     if args.num_threads is not None:
         torch.set_num_threads(args.num_threads)
+    if distributed.is_main():
+        print(run_header(args, describe(args)), flush=True)
     try:
         report, reports, result = run(args, config)
+    except TrainingInterrupted as interrupted:
+        resumable = not (args.compare or args.seeds > 1 or args.recurring)
+        print(interrupted_line(interrupted, argv, resumable), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("amgp-dlrm: interrupted", file=sys.stderr)
+        return 130
     except (CriteoFormatError, CheckpointError, FileNotFoundError, FloatingPointError, ValueError) as error:
-        print(f"amgp-dlrm: error: {error}", file=sys.stderr)
+        print(f"amgp-dlrm: error: {in_flag_spelling(str(error), flag_names(parser))}", file=sys.stderr)
         return 2
     finally:
         distributed.shutdown()
     if not distributed.is_main():
         return 0  # under torchrun rank 0 reports
-    show(report, reports, result)
+    show(report, reports, result, args, argv)
     if args.report_json:
         with open(args.report_json, "w") as f:
             json.dump(report, f, indent=2)

@@ -3,7 +3,8 @@
 Each line: label, 13 integer features, 26 categorical features (32-bit hexadecimal), tab-separated;
 any feature may be empty. Preprocessing as usual for DLRM: integers clipped at 0 and mapped to
 log(1 + x) (empty = 0); categoricals hashed into `max_ind_range` rows per table (id 0 is kept
-for an empty field, a value v goes to 1 + v % (max_ind_range - 1)). Lines keep their (time) order:
+for an empty field, a value v goes to 1 + v % (max_ind_range - 1)); `max_ind_range` may also list
+one row count per table (26), e.g. the tables of a checkpoint a run warm-starts from. Lines keep their (time) order:
 the last `test_fraction` of the lines is the test split (as dlrm holds out the last day), and
 split_latest cuts off the latest lines as "the next day" for recurring training. With a
 `shuffle_seed` the training lines are served in a fresh random order every epoch (the test split
@@ -33,8 +34,26 @@ def _shown(field, limit=40):
     return text + (" (bytes that are not UTF-8)" if "\ufffd" in field else "")
 
 
+def table_rows(max_ind_range):
+    """The rows of each of the 26 tables: `max_ind_range` (an int >= 2, or 26 of them) as a list."""
+    if isinstance(max_ind_range, (list, tuple)):
+        rows = list(max_ind_range)
+        if len(rows) != NUM_CATEGORICAL:
+            raise ValueError(f"max_ind_range lists {len(rows)} tables, a Criteo file has {NUM_CATEGORICAL} "
+                             "categorical features (one table each)")
+    else:
+        rows = [max_ind_range] * NUM_CATEGORICAL
+    if any(isinstance(n, bool) or not isinstance(n, int) for n in rows):
+        raise TypeError(f"max_ind_range must be an int or a list of {NUM_CATEGORICAL} ints, got {max_ind_range!r}")
+    if min(rows) < 2:
+        raise ValueError(f"max_ind_range must be >= 2 (row 0 is the empty field), got {max_ind_range!r}")
+    return rows
+
+
 def parse_criteo_line(line, max_ind_range):
-    """(label, [13 floats], [26 ids]) of one line (without its newline); ValueError if malformed."""
+    """(label, [13 floats], [26 ids]) of one line (without its newline); ValueError if malformed.
+    max_ind_range: rows per table (an int), or table_rows' list."""
+    ranges = max_ind_range if isinstance(max_ind_range, list) else [max_ind_range] * NUM_CATEGORICAL
     fields = line.split("\t")
     if len(fields) != NUM_FIELDS:
         raise ValueError(f"expected {NUM_FIELDS} tab-separated fields, got {len(fields)}")
@@ -50,9 +69,9 @@ def parse_criteo_line(line, max_ind_range):
         # math.log takes ints of any size; log1p would overflow converting a huge count to float.
         dense.append(math.log1p(value) if value < 2**53 else math.log(value))
     sparse = []
-    for i, field in enumerate(fields[1 + NUM_INTEGER:], start=1):
+    for i, (field, rows) in enumerate(zip(fields[1 + NUM_INTEGER:], ranges), start=1):
         try:
-            sparse.append(1 + int(field, 16) % (max_ind_range - 1) if field else 0)
+            sparse.append(1 + int(field, 16) % (rows - 1) if field else 0)
         except ValueError:
             raise ValueError(f"categorical feature C{i} is not hexadecimal: {_shown(field)}") from None
     return int(fields[0]), dense, sparse
@@ -64,7 +83,7 @@ class CriteoData:
 
     def __init__(self, train, test, batch_size, max_ind_range, lines_skipped=0, shuffle_seed=None):
         self.train, self.test, self.batch_size = train, test, batch_size
-        self.table_sizes = [max_ind_range] * NUM_CATEGORICAL
+        self.table_sizes = table_rows(max_ind_range)
         self.num_dense = NUM_INTEGER
         self.lines_skipped = lines_skipped
         self.num_batches = max(1, -(-train.rows // batch_size))
@@ -111,8 +130,9 @@ def split_latest(rows, fraction):
 def read_criteo_rows(path, max_ind_range=100_000, skip_malformed=False, max_lines=None):
     """(every valid line of a Criteo-format file as one Batch in file order, number of lines skipped).
     A malformed line raises CriteoFormatError naming the file and line number, or is counted and
-    skipped when skip_malformed is True. max_lines: read only the first lines."""
-    check_int(max_ind_range, "max_ind_range", minimum=2)
+    skipped when skip_malformed is True. max_lines: read only the first lines. max_ind_range: rows per
+    table, one int or 26 (see table_rows)."""
+    max_ind_range = table_rows(max_ind_range)
     labels, dense, sparse, skipped = [], [], [], 0
     with open(path, "r", encoding="utf-8", errors="replace", newline="\n") as f:
         for line_number, line in enumerate(f, start=1):
