@@ -89,11 +89,12 @@ class Trainer:
     """Everything a run holds; `run()` trains to the end (or to stop_at_step) and reports.
 
     data: a data set to use instead of building it from `config` (an experiment reads a file once).
-    model_state: a model state_dict (weights and masks) to start from, with a new optimizer (warm start).
+    model_state: a model state_dict (weights and masks) to start from (warm start).
+    optimizer_state: the optimizer's state_dict to go on from (warm start; None: a new optimizer).
     label: the progress bar's name (default: the mode, "amgp", "static" or "dense").
     """
 
-    def __init__(self, config, data=None, model_state=None, label=None):
+    def __init__(self, config, data=None, model_state=None, label=None, optimizer_state=None):
         self.config = config
         self.label = label or config.mode
         if config.use_gpu and not torch.cuda.is_available():
@@ -110,6 +111,12 @@ class Trainer:
             except RuntimeError as error:  # shapes or names that do not fit: say so without a traceback
                 raise ValueError(f"model_state does not fit the model these settings build: {error}") from None
         self.optimizer = self.build_optimizer()
+        if optimizer_state is not None:
+            try:
+                self.optimizer.load_state_dict(optimizer_state)
+            except (ValueError, KeyError) as error:  # another optimizer or parameter layout
+                raise ValueError(f"optimizer_state does not fit the {config.optimizer} optimizer of this model: "
+                                 f"{error}") from None
         self.total_steps = total_steps(config, self.data)
         self.schedule = build_schedule(config, self.replicated_module(), self.optimizer, self.total_steps)
         self.meter = CostMeter(self.replicated_module())

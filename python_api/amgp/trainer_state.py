@@ -4,6 +4,8 @@ number generators, history and the open loss window."""
 from . import checkpoint, distributed
 
 REQUIRED = ("config", "step", "model", "optimizer", "schedule", "rng")
+# Resume settings newer than some checkpoints, with the value those checkpoints were trained with.
+SETTINGS_ADDED_LATER = {"synthetic_task": "default"}
 
 
 def capture(trainer):
@@ -25,8 +27,9 @@ def restore(trainer, path):
     """Load checkpoint `path` into `trainer`; CheckpointError when it was written with other settings."""
     state = checkpoint.load_checkpoint(path, map_location=trainer.device, required=REQUIRED)
     settings = trainer.config.resume_settings()
-    if state["config"] != settings:
-        differ = sorted(k for k, v in settings.items() if state["config"].get(k) != v)
+    saved = {**SETTINGS_ADDED_LATER, **state["config"]}
+    if saved != settings:
+        differ = sorted(k for k, v in settings.items() if saved.get(k) != v)
         raise checkpoint.CheckpointError(f"checkpoint {path!r} was written with different settings: {differ}")
     trainer.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])

@@ -155,9 +155,9 @@ def _copy_into_shards(sharded_state, full_tables):
 class TorchRecTrainer(Trainer):
     """amgp's Trainer with TorchRec's DLRM under DMP (see the module docstring)."""
 
-    def __init__(self, config, data=None, model_state=None, label=None):
+    def __init__(self, config, data=None, model_state=None, label=None, optimizer_state=None):
         check_config(config)
-        if model_state is not None:
+        if model_state is not None or optimizer_state is not None:
             raise ValueError("--engine torchrec does not warm-start from a model state yet (--recurring, "
                              "--load-model): sharded tables need torch.distributed.checkpoint")
         super().__init__(config, data=data, label=label)
