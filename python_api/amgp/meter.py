@@ -4,6 +4,10 @@ Per phase kind: steps and wall time; over the run: samples and MLP training FLOP
 active) and computed (the active blocks only), with the one formula of amgp.flops. FLOPs per sample
 are re-read from the masks only when a mask has changed, so counting a step never syncs with a GPU.
 """
+import time
+
+import torch
+
 from .flops import active_flops_per_sample
 from .phases import PHASE_KINDS
 from .sparse_linear import SparseLinear
@@ -47,6 +51,15 @@ class CostMeter:
         """`seconds` more spent in the steps of phase kind `name`, or on the activity `name`."""
         times = self.phase_times if name in PHASE_KINDS else self.other_times
         times[name] = times.get(name, 0.0) + seconds
+
+    def timed(self, name, work, device):
+        """work(), with its wall time (the GPU's work included) added under `name`."""
+        started = time.perf_counter()
+        result = work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        self.add_time(name, time.perf_counter() - started)
+        return result
 
     @property
     def flops_saving(self):

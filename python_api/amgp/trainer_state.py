@@ -1,6 +1,6 @@
-"""What a Trainer checkpoints, and how it is restored (the file itself is written and checked by
-amgp.checkpoint). Resuming continues bit-exactly: model, optimizer, schedule, cost meter, random
-number generators, history and the open loss window."""
+"""What a Trainer checkpoints and how it is restored (the file itself is written and checked by
+amgp.checkpoint), and the states a warm start begins from. Resuming continues bit-exactly: model,
+optimizer, schedule, cost meter, random number generators, history and the open loss window."""
 from . import checkpoint, distributed
 
 REQUIRED = ("config", "step", "model", "optimizer", "schedule", "rng")
@@ -21,6 +21,22 @@ def capture(trainer):
         "history": trainer.history,
         "loss_window": (float(distributed.mean_across_ranks(trainer.loss_sum)), trainer.loss_count),
     }
+
+
+def warm_start(trainer, model_state=None, optimizer_state=None):
+    """Start `trainer` from a model state_dict (weights and masks) and an optimizer state_dict (None: as
+    built); ValueError, without a traceback, when one does not fit what the settings build."""
+    if model_state is not None:
+        try:
+            trainer.model.load_state_dict(model_state)
+        except RuntimeError as error:  # shapes or names that do not fit
+            raise ValueError(f"model_state does not fit the model these settings build: {error}") from None
+    if optimizer_state is not None:
+        try:
+            trainer.optimizer.load_state_dict(optimizer_state)
+        except (ValueError, KeyError) as error:  # another optimizer or parameter layout
+            raise ValueError(f"optimizer_state does not fit the {trainer.config.optimizer} optimizer of this model: "
+                             f"{error}") from None
 
 
 def restore(trainer, path):
