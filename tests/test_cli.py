@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from amgp.cli.dlrm import CLI_ONLY, build_parser, config_from_args, main
+from amgp.experiment import equal_flop_budget
 from amgp.train import TrainConfig
 from amgp.data.criteo import NUM_FIELDS
 
@@ -29,7 +30,11 @@ def test_compare_smoke_run_writes_report_and_plot(tmp_path, capsys):
     report = json.loads(report_path.read_text())
     assert REQUIRED_KEYS <= report.keys() and REQUIRED_KEYS <= report["dense_baseline"].keys()
     assert report["final_density"] == 1.0 and report["dense_baseline"]["final_density"] == 1.0
-    assert 0.2 < report["mlp_flops_saving"] < 1 and report["dense_baseline"]["mlp_flops_saving"] == 0
+    parser = build_parser()
+    config = config_from_args(parser.parse_args(TINY), parser)
+    predicted = 1 - equal_flop_budget(config, 3, 12)["amgp_flop_fraction"]  # the plan and the shapes fix it
+    assert report["mlp_flops_saving"] == pytest.approx(predicted, rel=1e-12) and predicted > 0.1
+    assert report["dense_baseline"]["mlp_flops_saving"] == 0
     assert report["mlp_flops_dense"] == report["dense_baseline"]["mlp_flops_dense"]
     assert report["phase_times_s"]["sparse"] > 0 and report["backend"] in ("cpu", "reference")
     assert 0 <= report["test_auc"] <= 1 and report["steps"] == 12

@@ -14,15 +14,16 @@ from amgp.engines import make_trainer, train
 from amgp.train import TrainConfig, evaluate
 from amgp.dlrm import DLRM
 
-# Every pruned width is a whole number of blocks, so predicted and counted FLOPs agree exactly.
+# Every pruned width is a whole number of blocks, so predicted and counted FLOPs agree exactly. Both MLPs
+# are pruned (--amgp-layers all), so the methods' budgets differ in both.
 TINY = ["--arch-sparse-feature-size", "8", "--arch-embedding-size", "6-40-300", "--arch-mlp-bot", "13-32-8",
         "--arch-mlp-top", "32-16-1", "--mini-batch-size", "64", "--num-batches", "12", "--num-test-batches", "2",
         "--block-size", "8", "--amgp-warmup", "2", "--amgp-final-dense", "3", "--amgp-dense-steps", "1",
-        "--print-freq", "3", "--no-progress"]
+        "--print-freq", "3", "--no-progress", "--amgp-layers", "all"]
 TINY_CONFIG = TrainConfig(arch_sparse_feature_size=8, arch_embedding_size=[6, 40, 300], arch_mlp_bot=[13, 32, 8],
                           arch_mlp_top=[32, 16, 1], mini_batch_size=64, num_batches=12, num_test_batches=2,
                           block_size=8, amgp_warmup=2, amgp_final_dense=3, amgp_dense_steps=1, print_freq=3,
-                          progress=False)
+                          progress=False, amgp_layers=None)
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +235,8 @@ def test_continuing_the_optimizer_is_training_on_without_a_break():
 def test_a_warm_start_continues_the_checkpoints_optimizer_or_starts_fresh(tmp_path):
     saved = tmp_path / "day0.pt"
     assert main(TINY + ["--no-amgp", "--optimizer", "adam", "--save-model", str(saved)]) == 0
-    warm = ["--mini-batch-size", "64", "--num-test-batches", "2", "--no-progress", "--load-model", str(saved), "--recurring", "--recurring-steps", "3"]
+    warm = ["--mini-batch-size", "64", "--num-test-batches", "2", "--no-progress", "--load-model", str(saved),
+            "--recurring", "--recurring-steps", "3"]
     reports = {}
     for choice in ("continue", "fresh"):
         path = tmp_path / f"{choice}.json"

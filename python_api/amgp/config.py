@@ -5,6 +5,7 @@ from typing import Optional
 from .config_checks import check_train_config
 
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
+DEFAULT_PRUNED_LAYERS = ("top_l",)  # amgp.DLRM's top MLP (the TorchRec engine's over_arch)
 ENGINES = ("amgp", "torchrec")  # amgp.DLRM under DDP, or TorchRec's DLRM under DMP (amgp.torchrec.engine)
 
 # The settings that build the model: a warm start builds its model from a checkpoint's.
@@ -58,7 +59,9 @@ class TrainConfig:
     amgp_cycles: int = 2
     amgp_criterion: str = "magnitude"
     amgp_growth: str = "function_preserving"
-    amgp_layers: Optional[list] = None
+    # Layer-name prefixes to prune (None: every MLP layer). The top MLP only: the bottom MLP reads the dense
+    # features, costs a few % of the MLP FLOPs, and pruning it cost the most quality (bench/RESULTS.md).
+    amgp_layers: Optional[list] = dataclasses.field(default_factory=lambda: list(DEFAULT_PRUNED_LAYERS))
     block_size: int = 32
     # reporting and checkpoints
     print_freq: int = 10

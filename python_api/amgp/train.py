@@ -56,17 +56,19 @@ def build_optimizer(config, model):
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
 
 
-def build_schedule(config, model, optimizer, total_steps):
+def build_schedule(config, model, optimizer, total_steps, layers=None):
     """AMGP schedule; static pruning (warmup, then one sparse phase to the end); or (config.amgp False)
     a single dense phase. Rank 0 decides every mask change and broadcasts it, so masks and weights
-    never diverge across ranks."""
+    never diverge across ranks. layers: the prefixes of `model`'s layers to prune (default
+    config.amgp_layers, which name amgp.DLRM's layers)."""
     if config.static_prune:
         phases = dict(final_dense=0, dense_steps=0, cycles=1, end_full_size=False)
     else:
         phases = dict(final_dense=config.amgp_final_dense, dense_steps=config.amgp_dense_steps,
                       cycles=config.amgp_cycles if config.amgp else 0)
     return GrowPruneSchedule(model, total_steps, optimizer, density=config.amgp_density, warmup=config.amgp_warmup,
-                             criterion=config.amgp_criterion, growth=config.amgp_growth, layers=config.amgp_layers,
+                             criterion=config.amgp_criterion, growth=config.amgp_growth,
+                             layers=config.amgp_layers if layers is None else layers,
                              seed=config.seed, sync=distributed.broadcast_masks, **phases)
 
 
@@ -106,7 +108,8 @@ class Trainer:
         self.optimizer = self.build_optimizer()
         trainer_state.warm_start(self, model_state, optimizer_state)
         self.total_steps = total_steps(config, self.data)
-        self.schedule = build_schedule(config, self.replicated_module(), self.optimizer, self.total_steps)
+        self.schedule = build_schedule(config, self.replicated_module(), self.optimizer, self.total_steps,
+                                       self.pruned_layers())
         self.meter = CostMeter(self.replicated_module())
         self.logits = self.parallel_logits()
         self.test_batches = self.data.test_batches()
@@ -127,6 +130,10 @@ class Trainer:
     def parallel_logits(self):
         """(dense, sparse) -> logits, training across ranks (gradients averaged)."""
         return distributed.data_parallel(self.model, "logits")
+
+    def pruned_layers(self):
+        """config.amgp_layers in the names of replicated_module()'s layers."""
+        return self.config.amgp_layers
 
     def replicated_module(self):
         """The part of the model every rank holds whole: the schedule prunes its MLPs and the report

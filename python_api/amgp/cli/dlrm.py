@@ -142,8 +142,10 @@ def build_parser():
     amgp.add_argument("--amgp-growth", choices=GROWTH_INITS, default=d.amgp_growth,
                       help="how grown blocks start: function_preserving (no jump in the output), zero, or restore "
                            "(the values they had when pruned)")
-    amgp.add_argument("--amgp-layers", default=None,
-                      help="comma-separated layer-name prefixes to prune, e.g. top_l (default: all MLP layers)")
+    amgp.add_argument("--amgp-layers", default=",".join(d.amgp_layers),
+                      help="comma-separated layer-name prefixes to prune: top_l (the top MLP), bot_l (the bottom MLP), "
+                           "top_l.2, ...; all: every MLP layer (default %(default)s: the bottom MLP costs a few %% of "
+                           "the FLOPs and pruning it costs the most quality)")
     amgp.add_argument("--block-size", type=positive_int, default=d.block_size, help="channels per block")
     exp = parser.add_argument_group("experiment (several methods and seeds, recurring training)")
     exp.add_argument("--compare", nargs="?", const=list(experiment.DEFAULT_METHODS), type=_method_list, default=None,
@@ -240,7 +242,7 @@ def config_from_args(args, parser, given=None):
             parser.error(f"--engine torchrec: {error}")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
-    values["amgp_layers"] = None if args.amgp_layers is None else [p for p in args.amgp_layers.split(",") if p]
+    values["amgp_layers"] = None if args.amgp_layers == "all" else [p for p in args.amgp_layers.split(",") if p]
     return TrainConfig(**values)
 
 

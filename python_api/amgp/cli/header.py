@@ -51,10 +51,12 @@ def run_line(args, what):
     device = torch.device("cuda" if args.use_gpu else "cpu")
     name = args.backend or amgp_kernels.get_backend()
     backend = f"auto ({auto_backend(device)})" if name == "auto" else name
-    threads = torch.get_num_threads()
+    jobs = min(args.jobs, len(seeds))
+    threads = max(1, torch.get_num_threads() // jobs)  # (amgp.workers' share per worker)
+    at_once = f"{jobs} seeds at once, " if jobs > 1 else ""
     return (f"run: {what}; seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; {args.optimizer} "
             f"lr {args.learning_rate}; engine {args.engine}; {device.type} with backend {backend}, "
-            f"{threads} torch thread{'s' if threads > 1 else ''}")
+            f"{at_once}{threads} torch thread{'s' if threads > 1 else ''}{' each' if jobs > 1 else ''}")
 
 
 def run_header(args, what):

@@ -30,6 +30,7 @@ from .sparsify import sparsify
 
 # Fused (in-backward) embedding optimizers fbgemm provides; AdamW's decoupled decay has none, so its
 # tables use Adam (and no weight decay on embeddings for any optimizer, as dlrm's training does).
+MLP_NAMES = {"bot_l": "dense_arch", "top_l": "over_arch"}  # amgp.DLRM's MLPs in TorchRec's DLRM
 EMBEDDING_OPTIMIZERS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam,
                         "adamw": torch.optim.Adam}
 
@@ -181,6 +182,14 @@ class TorchRecTrainer(Trainer):
 
     def replicated_module(self):
         return self.dense_part  # names as in the DLRM: dense_arch.model._mlp.0._linear, over_arch.model.1, ...
+
+    def pruned_layers(self):
+        """config.amgp_layers with amgp.DLRM's MLP names in TorchRec's (bot_l: dense_arch, top_l: over_arch);
+        any other prefix is taken as a TorchRec name."""
+        layers = self.config.amgp_layers
+        if layers is None:
+            return None
+        return [MLP_NAMES.get(prefix, prefix) for prefix in ([layers] if isinstance(layers, str) else layers)]
 
 
 __all__ = ["KJTModel", "TorchRecTrainer", "build_dlrm", "shard_tables", "to_kjt"]
