@@ -11,7 +11,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, distributed, trainer_state
+from . import checkpoint, comm_hook, distributed, trainer_state
 from .config import OPTIMIZERS, TrainConfig
 from .data import build_data, total_steps
 from .dlrm import DLRM
@@ -114,6 +114,8 @@ class Trainer:
         self.schedule = build_schedule(config, self.replicated_module(), self.optimizer, self.total_steps)
         self.meter = CostMeter(self.replicated_module())
         self.logits = self.parallel_logits()
+        # Under several ranks: counts the gradient bytes all-reduced (and sends active blocks only).
+        self.allreduce = comm_hook.attach(self.data_parallel_module(), config.full_allreduce)
         self.test_batches = self.data.test_batches()
         self.step = 0
         self.history = {"loss": [], "auc": []}  # (step, value) pairs
@@ -132,6 +134,10 @@ class Trainer:
     def parallel_logits(self):
         """(dense, sparse) -> logits, training across ranks (gradients averaged)."""
         return distributed.data_parallel(self.model, "logits")
+
+    def data_parallel_module(self):
+        """The DistributedDataParallel module that all-reduces the gradients, or None (one process)."""
+        return self.logits if isinstance(self.logits, torch.nn.parallel.DistributedDataParallel) else None
 
     def replicated_module(self):
         """The part of the model every rank holds whole: the schedule prunes its MLPs and the report
@@ -190,6 +196,8 @@ class Trainer:
             self.loss_count += 1
             self.schedule.after_step()
             self.meter.record_step(kind, rows)
+            if self.allreduce is not None:
+                self.meter.record_allreduce(kind, self.allreduce.pop_counts())
             self.step += 1
             bar.update(1)
             # The last window may be short at the end of training, not at --stop-at-step: the open window

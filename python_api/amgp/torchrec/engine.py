@@ -179,6 +179,10 @@ class TorchRecTrainer(Trainer):
     def parallel_logits(self):
         return self.model.logits  # DMP already trains the dense part data-parallel
 
+    def data_parallel_module(self):
+        """DMP wraps the dense part in DistributedDataParallel (where it does: under several ranks)."""
+        return next((m for m in self.model.dmp.modules() if isinstance(m, nn.parallel.DistributedDataParallel)), None)
+
     def replicated_module(self):
         return self.dense_part  # names as in the DLRM: dense_arch.model._mlp.0._linear, over_arch.model.1, ...
 
