@@ -186,6 +186,13 @@ def test_two_gloo_ranks_under_torchrun_stay_identical_and_match_one_process(tmp_
     torch.testing.assert_close(torch.tensor(multi["history"]["loss"]), torch.tensor(single["history"]["loss"]),
                                atol=1e-4, rtol=1e-4)
     assert abs(multi["test_auc"] - single["test_auc"]) < 1e-3
+    # DMP's data-parallel dense part all-reduces the active MLP blocks only (amgp.comm_hook), exactly:
+    # the same losses bit for bit as with DDP's own full-size all-reduce.
+    assert multi["mlp_allreduce_bytes"]["sparse"] < 0.8 * multi["mlp_allreduce_bytes_full"]["sparse"]
+    assert multi["allreduce_bytes"]["warmup"] == multi["allreduce_bytes_full"]["warmup"] > 0
+    full, _ = run_cli(tmp_path, "full", torchrun, stop + ["--full-allreduce"])
+    assert full["history"]["loss"] == multi["history"]["loss"] and full["test_auc"] == multi["test_auc"]
+    assert full["mlp_allreduce_bytes"] == full["mlp_allreduce_bytes_full"] == multi["mlp_allreduce_bytes_full"]
 
 
 @needs_torchrec
