@@ -172,12 +172,52 @@ def run_cli(tmp_path, name, launcher, extra=()):
     return json.loads(report.read_text()), result.stdout
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """amgp-dlrm runs to step 20 (inside the third sparse phase) on 1 process and 2 gloo ranks, each saving a
+    checkpoint directory; the same stopped at step 12 and resumed to 20; and 2 ranks with --full-allreduce."""
+    if not HAVE_TORCHREC:
+        pytest.skip("needs torchrec (run by .ci/torchrec.sh)")
+    tmp = tmp_path_factory.mktemp("torchrec_runs")
+    result = {"dir": tmp}
+    for name, launcher in (("single", [sys.executable]), ("multi", TORCHRUN)):
+        ckpt, part = str(tmp / f"{name}.ckpt"), str(tmp / f"{name}_part.ckpt")
+        result[name] = run_cli(tmp, name, launcher, ["--stop-at-step", "20", "--save-model", ckpt])
+        run_cli(tmp, f"{name}_part", launcher, ["--stop-at-step", "12", "--save-model", part])
+        result[f"{name}_resumed"] = run_cli(tmp, f"{name}_resumed", launcher, ["--stop-at-step", "20", "--load-model",
+                                                                               part, "--save-model", part])
+    result["full"] = run_cli(tmp, "full", TORCHRUN, ["--stop-at-step", "20", "--full-allreduce"])
+    return result
+
+
+def checkpoint_tensors(path):
+    """Every tensor of a TorchRec engine checkpoint directory, read whole without a process group."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+    flat = path + ".pt"
+    dcp_to_torch_save(path, flat)
+    state = torch.load(flat, weights_only=False)
+    trainer = torch.load(os.path.join(path, "trainer.pt"), weights_only=False)
+    state.update(masks=trainer["masks"], dense_optimizer=trainer["dense_optimizer"]["state"])
+    return state
+
+
+def assert_same_tensors(a, b, where=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
 @needs_torchrec
-def test_two_gloo_ranks_under_torchrun_stay_identical_and_match_one_process(tmp_path):
-    stop = ["--stop-at-step", "20"]  # inside the third sparse phase
-    single, _ = run_cli(tmp_path, "single", [sys.executable], stop)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    multi, stdout = run_cli(tmp_path, "multi", torchrun, stop)
+def test_two_gloo_ranks_under_torchrun_stay_identical_and_match_one_process(runs):
+    (single, _), (multi, stdout) = runs["single"], runs["multi"]
     assert multi["world_size"] == 2 and single["world_size"] == 1
     assert multi["ranks_differing_state"] == []  # every dense parameter and mask bit-identical across ranks
     assert stdout.count("test AUC") == 1  # rank 0 alone reports
@@ -186,13 +226,55 @@ def test_two_gloo_ranks_under_torchrun_stay_identical_and_match_one_process(tmp_
     torch.testing.assert_close(torch.tensor(multi["history"]["loss"]), torch.tensor(single["history"]["loss"]),
                                atol=1e-4, rtol=1e-4)
     assert abs(multi["test_auc"] - single["test_auc"]) < 1e-3
+
+
+@needs_torchrec
+def test_active_block_all_reduce_of_the_dense_part_is_exact_and_sends_active_blocks_only(runs):
+    (multi, _), (full, _) = runs["multi"], runs["full"]
     # DMP's data-parallel dense part all-reduces the active MLP blocks only (amgp.comm_hook), exactly:
     # the same losses bit for bit as with DDP's own full-size all-reduce.
     assert multi["mlp_allreduce_bytes"]["sparse"] < 0.8 * multi["mlp_allreduce_bytes_full"]["sparse"]
     assert multi["allreduce_bytes"]["warmup"] == multi["allreduce_bytes_full"]["warmup"] > 0
-    full, _ = run_cli(tmp_path, "full", torchrun, stop + ["--full-allreduce"])
     assert full["history"]["loss"] == multi["history"]["loss"] and full["test_auc"] == multi["test_auc"]
     assert full["mlp_allreduce_bytes"] == full["mlp_allreduce_bytes_full"] == multi["mlp_allreduce_bytes_full"]
+
+
+@needs_torchrec
+@pytest.mark.parametrize("name", ["single", "multi"])
+def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(runs, name):
+    (whole, _), (resumed, _) = runs[name], runs[f"{name}_resumed"]
+    assert resumed["history"] == whole["history"] and resumed["test_auc"] == whole["test_auc"]
+    assert resumed["phase_steps"] == whole["phase_steps"] and resumed["allreduce_bytes"] == whole["allreduce_bytes"]
+    # Tables, fused Adagrad state of the tables, dense weights, masks and dense optimizer state.
+    state = checkpoint_tensors(str(runs["dir"] / f"{name}.ckpt"))
+    assert any(not bool(mask.all()) for mask in state["masks"].values())  # stopped inside a sparse phase
+    assert_same_tensors(checkpoint_tensors(str(runs["dir"] / f"{name}_part.ckpt")), state)
+
+
+@needs_torchrec
+def test_a_checkpoint_saved_on_two_ranks_loads_on_one(runs):
+    import torch.distributed as dist
+    from amgp.config import TrainConfig
+    from amgp.torchrec.engine import TorchRecTrainer
+    path = str(runs["dir"] / "multi.ckpt")
+    config = TrainConfig(arch_sparse_feature_size=8, arch_embedding_size=[50, 40, 30], arch_mlp_bot=[13, 32, 8],
+                         arch_mlp_top=[32, 16, 1], mini_batch_size=64, num_batches=24, num_test_batches=1, block_size=8,
+                         amgp_warmup=4, amgp_dense_steps=2, amgp_final_dense=4, amgp_cycles=3, print_freq=1,
+                         progress=False, engine="torchrec", load_model=path)
+    try:
+        trainer = TorchRecTrainer(config)
+        assert trainer.step == 20
+        assert [list(p) for p in trainer.history["loss"]] == runs["multi"][0]["history"]["loss"]
+        saved = checkpoint_tensors(path)
+        for key, value in trainer.model.dmp.state_dict().items():
+            if not key.endswith("_mask"):
+                local = value.local_shards()[0].tensor if hasattr(value, "local_shards") else value
+                assert torch.equal(local, saved["model"][key]), key
+        for key, mask in saved["masks"].items():
+            assert torch.equal(trainer.dense_part.get_buffer(key), mask), key
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @needs_torchrec
@@ -215,7 +297,6 @@ def test_compare_on_the_torchrec_engine_reports_like_the_amgp_engine(tmp_path):
 @needs_torchrec
 @pytest.mark.parametrize("args, message", [
     (["--arch-interaction-op", "cat"], "interaction"),
-    (["--save-model", "x.pt"], "checkpoint"),
     (["--compare", "dense,amgp", "--recurring"], "--recurring"),
     (["--optimizer", "adam"], "no fused Adam"),  # fbgemm's CPU kernels (it used to fail inside fbgemm)
 ])

@@ -122,7 +122,7 @@ class Trainer:
         # Losses of the steps since the last print_freq report: checkpointed, so a resume logs the same.
         self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
         if config.load_model:
-            trainer_state.restore(self, config.load_model)
+            self.restore(config.load_model)
 
     # ----- what the engine builds (amgp.torchrec.engine.TorchRecTrainer overrides these) ---------
     def build_model(self):
@@ -151,6 +151,10 @@ class Trainer:
         if self.main:
             checkpoint.save_checkpoint(path, state)
             tqdm.write(checkpoint_line(path, self.step))
+
+    def restore(self, path):
+        """Continue from checkpoint `path` (see amgp.trainer_state)."""
+        trainer_state.restore(self, path)
 
     def _timed(self, name, work):
         """work(), with its wall time (the GPU's work included) added to the meter under `name`."""

@@ -24,8 +24,12 @@ from torchrec.models.dlrm import DLRM
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
+from tqdm import tqdm
+
 from .. import distributed
+from ..run_messages import checkpoint_line
 from ..train import Trainer, build_optimizer
+from . import checkpoint
 from .sparsify import sparsify
 
 # Fused (in-backward) embedding optimizers fbgemm provides; AdamW's decoupled decay has none, so its
@@ -47,9 +51,6 @@ def check_config(config):
     if config.optimizer in ("adam", "adamw") and not config.use_gpu:
         raise ValueError(f"--engine torchrec on the CPU: fbgemm's CPU embedding kernels have no fused Adam, so "
                          f"--optimizer {config.optimizer} needs --use-gpu (on the CPU: sgd or adagrad)")
-    if config.save_model or config.load_model:
-        raise ValueError("--engine torchrec does not checkpoint yet (--save-model / --load-model): sharded tables "
-                         "need torch.distributed.checkpoint")
 
 
 def to_kjt(ids, keys):
@@ -172,9 +173,23 @@ class TorchRecTrainer(Trainer):
 
     def build_optimizer(self):
         dmp = self.model.dmp
-        dense = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())),
-                                      lambda params: build_optimizer(self.config, params))
+        self.dense_optimizer = None  # the torch optimizer inside the keyed wrapper: its state is checkpointed
+
+        def make_dense(params):
+            self.dense_optimizer = build_optimizer(self.config, params)
+            return self.dense_optimizer
+
+        dense = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())), make_dense)
         return CombinedOptimizer([("embeddings", dmp.fused_optimizer), ("dense", dense)])
+
+    def save(self, path):
+        """A checkpoint directory on torch.distributed.checkpoint (amgp.torchrec.checkpoint). Collective."""
+        checkpoint.save(self, path)
+        if self.main:
+            tqdm.write(checkpoint_line(path, self.step))
+
+    def restore(self, path):
+        checkpoint.restore(self, path)
 
     def parallel_logits(self):
         return self.model.logits  # DMP already trains the dense part data-parallel
