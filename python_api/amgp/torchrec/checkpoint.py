@@ -97,4 +97,8 @@ def restore(trainer, path):
             layer.refresh_indices()
     trainer.model.dmp.fused_optimizer.load_state_dict(sharded["embedding_optimizer"])
     trainer.dense_optimizer.load_state_dict(state["dense_optimizer"])
+    # torch's load_state_dict replaces the optimizer's state dict and param groups; TorchRec's keyed wrapper
+    # (which the schedule zeroes pruned state through) would keep the old ones.
+    keyed = dict(trainer.optimizer.optimizers)["dense"]
+    keyed.state, keyed.param_groups = trainer.dense_optimizer.state, trainer.dense_optimizer.param_groups
     trainer_state.restore_loop(trainer, state)
