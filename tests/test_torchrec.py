@@ -330,3 +330,44 @@ def test_engine_torchrec_without_torchrec_is_a_command_line_error(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--engine torchrec" in err and "amgp[torchrec]" in err
+
+
+def resume_cli(load, engine="torchrec"):
+    """amgp-dlrm resumed from `load` (train nothing more: --stop-at-step 20); (exit code, stderr)."""
+    import contextlib
+    import io
+    args = [a for a in TINY if a not in ("--engine", "torchrec")] + ["--engine", engine]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(args + ["--stop-at-step", "20", "--load-model", str(load)])
+        except SystemExit as exit_info:
+            code = exit_info.code
+    return code, err.getvalue()
+
+
+@needs_torchrec
+def test_damaged_or_foreign_checkpoints_are_clear_errors_and_a_killed_save_leaves_the_previous_one(runs, tmp_path):
+    import shutil
+    source = runs["dir"] / "multi.ckpt"
+    amgp_file = tmp_path / "amgp.pt"
+    amgp_file.write_bytes(b"not read")
+    code, err = resume_cli(amgp_file)
+    assert code == 2 and "a checkpoint of --engine amgp" in err
+    code, err = resume_cli(source, engine="amgp")
+    assert code == 2 and "a checkpoint of --engine torchrec" in err
+    code, err = resume_cli(tmp_path / "none.ckpt")
+    assert code == 2 and "no such checkpoint directory" in err
+    for lost in ("trainer.pt", ".metadata", "__1_0.distcp"):  # truncated: a file of rank 0, the metadata, rank 1's shards
+        damaged = tmp_path / f"without{lost}"
+        shutil.copytree(source, damaged)
+        (damaged / lost).unlink()
+        code, err = resume_cli(damaged)
+        assert code == 2 and str(damaged) in err and ("truncated" in err), (lost, err)
+    # A save killed between moving the previous checkpoint aside and putting the new one in place (and one
+    # killed while writing: its PATH.partial) leaves the previous checkpoint loadable.
+    killed = tmp_path / "killed.ckpt"
+    shutil.copytree(source, f"{killed}.old")
+    (tmp_path / "killed.ckpt.partial").mkdir()
+    code, err = resume_cli(killed)
+    assert code == 0, err

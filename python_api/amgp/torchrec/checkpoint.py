@@ -16,6 +16,7 @@ import shutil
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 
 from .. import checkpoint, trainer_state
 from ..sparse_linear import SparseLinear
@@ -85,7 +86,7 @@ def restore(trainer, path):
     sharded = _sharded_state(trainer)
     try:
         dcp.load(sharded, checkpoint_id=path)  # in place, into this rank's shards
-    except Exception as error:  # DCP raises several types for missing or torn shard files
+    except (Exception, CheckpointException) as error:  # missing or torn shard files (DCP's is a BaseException)
         raise checkpoint.CheckpointError(f"checkpoint directory {path!r} cannot be read (truncated or corrupt?): "
                                          f"{type(error).__name__}: {error}") from error
     trainer.model.dmp.load_state_dict(sharded["model"], strict=False)  # masks are not in it: set all-active...
