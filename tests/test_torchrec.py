@@ -160,10 +160,10 @@ def test_dmp_model_matches_the_unsharded_dlrm_and_the_schedule_zeroes_combined_o
             dist.destroy_process_group()
 
 
-def run_cli(tmp_path, name, launcher, extra=()):
+def run_cli(tmp_path, name, launcher, extra=(), entry=("-m", "amgp.cli.dlrm"), env=None):
     report = tmp_path / f"{name}.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*launcher, "-m", "amgp.cli.dlrm", *TINY, *extra, "--report-json", str(report)],
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    result = subprocess.run([*launcher, *entry, *TINY, *extra, "--report-json", str(report)],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     # Every process group was really released at the end (its gloo threads would otherwise still run at
@@ -190,6 +190,12 @@ def runs(tmp_path_factory):
         result[f"{name}_resumed"] = run_cli(tmp, f"{name}_resumed", launcher, ["--stop-at-step", "20", "--load-model",
                                                                                part, "--save-model", part])
     result["full"] = run_cli(tmp, "full", TORCHRUN, ["--stop-at-step", "20", "--full-allreduce"])
+    # Rank 1 SIGKILLed before step 10 (tests/elastic_kill_once.py); torchrun restarts both ranks.
+    restartable = [*TORCHRUN[:3], "--max-restarts", "1", *TORCHRUN[3:]]
+    result["elastic"] = run_cli(tmp, "elastic", restartable, ["--stop-at-step", "20", "--checkpoint-freq", "4",
+                                                              "--save-model", str(tmp / "elastic.ckpt")],
+                                entry=[os.path.join(os.path.dirname(__file__), "elastic_kill_once.py")],
+                                env={"AMGP_TEST_KILL_AT_STEP": "10"})
     return result
 
 
@@ -249,6 +255,16 @@ def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(runs, name):
     state = checkpoint_tensors(str(runs["dir"] / f"{name}.ckpt"))
     assert any(not bool(mask.all()) for mask in state["masks"].values())  # stopped inside a sparse phase
     assert_same_tensors(checkpoint_tensors(str(runs["dir"] / f"{name}_part.ckpt")), state)
+
+
+@needs_torchrec
+def test_a_rank_killed_mid_training_restarts_from_the_latest_checkpoint_and_ends_the_same(runs):
+    (multi, _), (elastic, stdout) = runs["multi"], runs["elastic"]
+    assert "restarted: resuming from" in stdout and "(step 8)" in stdout
+    assert elastic["history"] == multi["history"] and elastic["test_auc"] == multi["test_auc"]
+    assert elastic["phase_steps"] == multi["phase_steps"]
+    assert_same_tensors(checkpoint_tensors(str(runs["dir"] / "elastic.ckpt")),
+                        checkpoint_tensors(str(runs["dir"] / "multi.ckpt")))
 
 
 @needs_torchrec

@@ -6,6 +6,7 @@ returns the report dict (amgp.run_report). The same loop trains the baselines: d
 and static pruning (static_prune=True). amgp.engines picks the Trainer of an engine.
 """
 import math
+import os
 import time
 
 import torch
@@ -72,6 +73,15 @@ def build_schedule(config, model, optimizer, total_steps):
                              seed=config.seed, sync=distributed.broadcast_masks, **phases)
 
 
+def elastic_resume_path(config):
+    """In a worker torchrun restarted after a failure: the run's own latest checkpoint (save_model), if one
+    was written (a TorchRec engine directory may be at PATH.old after a save killed midway)."""
+    path = config.save_model
+    if path and distributed.restarted() and (os.path.exists(path) or os.path.isdir(f"{path}.old")):
+        return path
+    return None
+
+
 @torch.no_grad()
 def evaluate(model, batches, device):
     was_training = model.training
@@ -121,8 +131,11 @@ class Trainer:
         self.history = {"loss": [], "auc": []}  # (step, value) pairs
         # Losses of the steps since the last print_freq report: checkpointed, so a resume logs the same.
         self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
-        if config.load_model:
-            self.restore(config.load_model)
+        resume = config.load_model or elastic_resume_path(config)
+        if resume:
+            self.restore(resume)
+            if resume != config.load_model and self.main:
+                tqdm.write(f"restarted: resuming from {resume} (step {self.step})")
 
     # ----- what the engine builds (amgp.torchrec.engine.TorchRecTrainer overrides these) ---------
     def build_model(self):
