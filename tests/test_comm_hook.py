@@ -86,3 +86,18 @@ def test_active_block_all_reduce_is_bit_identical_to_ddp_and_sends_active_blocks
                 assert counts["allreduce_bytes"] == total_full
             else:
                 assert counts["mlp_allreduce_bytes"] < mlp_full
+
+
+def test_attach_and_the_meter_refuse_what_they_cannot_count():
+    from amgp import CostMeter
+    with pytest.raises(TypeError, match="ddp must be a DistributedDataParallel"):
+        comm_hook.attach(build())
+    assert comm_hook.attach(None) is None  # one process: nothing all-reduced, nothing to count
+    meter = CostMeter(build())
+    with pytest.raises(ValueError, match="kind must be one of"):
+        meter.record_allreduce("sideways", dict.fromkeys(comm_hook.COUNTS, 1))
+    meter.record_allreduce("sparse", dict(zip(comm_hook.COUNTS, (1, 4, 1, 3))))
+    restored = CostMeter(build())
+    restored.load_state_dict(meter.state_dict())
+    assert restored.summary()["allreduce_bytes"]["sparse"] == 1
+    assert restored.summary()["mlp_allreduce_bytes_full"] == {"warmup": 0, "sparse": 3, "dense": 0, "final": 0}

@@ -51,6 +51,7 @@ def save(trainer, path):
     if main:
         checkpoint.save_checkpoint(os.path.join(partial, TRAINER_FILE), state)
         if os.path.exists(path):
+            shutil.rmtree(old, ignore_errors=True)  # left by a save killed after its last rename: PATH is complete
             os.rename(path, old)
         os.rename(partial, path)
         checkpoint._fsync_directory(os.path.dirname(path))
