@@ -233,3 +233,22 @@ def test_metrics():
         ctr_metrics([0, 1], [0.5])
     with pytest.raises(ValueError, match="0 or 1"):
         ctr_metrics([0, 2], [0.5, 0.5])
+
+
+def test_the_synthetic_days_written_as_a_criteo_file_read_back_in_time_order(tmp_path):
+    from amgp.data import read_criteo_rows
+    from amgp.data.criteo_writer import main as write_days
+
+    path = tmp_path / "days.txt"
+    assert write_days([str(path), "--days", "2", "--rows-per-day", "50", "--drift", "0.5"]) == 0
+    rows, skipped = read_criteo_rows(path, max_ind_range=100_000)
+    assert rows.rows == 100 and skipped == 0
+    for day in (0, 1):
+        source = SyntheticCTR(batch_size=50, num_batches=1, num_test_batches=1, day=day, drift=0.5).train_batch(0)
+        lines = slice(50 * day, 50 * (day + 1))
+        assert torch.equal(rows.label[lines], source.label)
+        # counts are whole numbers: log(1 + count) is the feature up to rounding the count
+        assert torch.allclose(torch.expm1(rows.dense[lines]), torch.expm1(source.dense).round(), atol=1e-3, rtol=1e-5)
+        assert torch.equal(rows.sparse[lines], 1 + source.sparse % 99_999)
+    with pytest.raises(SystemExit):
+        write_days([str(path), "--days", "0"])

@@ -9,8 +9,8 @@ import torch
 from amgp.cli.dlrm import main
 from amgp.data import SyntheticCTR
 from amgp.experiment import METHODS, paired, run_experiment, spread
-from amgp.recurring import RecurringConfig, Stages
-from amgp.engines import train
+from amgp.recurring import RecurringConfig, Stages, continue_training
+from amgp.engines import make_trainer, train
 from amgp.train import TrainConfig, evaluate
 from amgp.dlrm import DLRM
 
@@ -133,6 +133,8 @@ def test_experiment_rejects_bad_arguments():
         RecurringConfig(drift=2.0)
     with pytest.raises(ValueError, match="steps"):
         RecurringConfig(steps=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        RecurringConfig(optimizer="reset")
 
 
 def test_criteo_next_day_is_the_latest_slice(tmp_path):
@@ -188,3 +190,70 @@ def test_criteo_experiment_with_recurring_stage_runs_end_to_end(tmp_path):
     # 240 lines: the latest 60 are the next day (54 train, 6 test); offline: the first 180 (162 train, 18 test)
     assert result["runs"]["amgp"][0]["samples"] == 162  # --num-batches 12 > 11 batches: one pass
     assert [r["samples"] for r in result["recurring"]["runs"]["static"]] == [54]  # 20 steps > 4 batches: one pass
+
+
+def test_verdicts_come_from_the_paired_interval_not_the_mean():
+    assert paired([0.81, 0.82, 0.815], [0.80, 0.80, 0.80])["verdict"] == "better"
+    assert paired([0.79, 0.78, 0.785], [0.80, 0.80, 0.80])["verdict"] == "worse"
+    # a positive mean whose interval crosses 0 is no win
+    noisy = paired([0.83, 0.79, 0.82], [0.80, 0.80, 0.80])
+    assert noisy["mean"] > 0 and noisy["ci95"] > noisy["mean"] and noisy["verdict"] == "not distinguishable"
+    # lower log loss is better
+    assert paired([0.40, 0.41, 0.39], [0.45, 0.46, 0.45], higher_is_better=False)["verdict"] == "better"
+    assert paired([0.9], [0.1])["verdict"] == "one seed: no verdict"
+
+
+def test_amgp_is_paired_against_every_other_method(everything):
+    result = everything["experiment"]
+    for stage in (result, result["recurring"]):
+        against = stage["amgp_against"]
+        assert set(against) == {"dense", "static", "narrow"}
+        for method, entry in against.items():
+            amgp_auc = [r["test_auc"] for r in stage["runs"]["amgp"]]
+            other_auc = [r["test_auc"] for r in stage["runs"][method]]
+            assert entry["test_auc"]["per_seed"] == pytest.approx([a - b for a, b in zip(amgp_auc, other_auc)])
+            assert entry["test_auc"]["verdict"] in ("better", "worse", "not distinguishable")
+    assert everything["comparison"]["auc_verdict"] == result["summary"]["amgp"]["test_auc_vs_dense"]["verdict"]
+
+
+def test_continuing_the_optimizer_is_training_on_without_a_break():
+    """The recurring stage with the offline optimizer's state (the default) trains exactly as one run
+    that never stopped: a dense run of two epochs equals one epoch, then one more epoch continued."""
+    one_epoch = dataclasses.replace(TINY_CONFIG, amgp=False, num_batches=4)
+    data = SyntheticCTR(seed=0, batch_size=64, num_batches=4, num_test_batches=2, table_sizes=[6, 40, 300])
+    first = make_trainer(one_epoch, data=data)
+    first.run()
+    continued = continue_training(one_epoch, first.model.state_dict(), data, 4,
+                                  optimizer_state=first.optimizer.state_dict())
+    fresh = continue_training(one_epoch, first.model.state_dict(), data, 4)
+    whole = make_trainer(dataclasses.replace(one_epoch, nepochs=2), data=data).run()
+    assert continued["test_auc"] == whole["test_auc"] and continued["test_logloss"] == whole["test_logloss"]
+    assert fresh["test_logloss"] != whole["test_logloss"]
+
+
+def test_a_warm_start_continues_the_checkpoints_optimizer_or_starts_fresh(tmp_path):
+    saved = tmp_path / "day0.pt"
+    assert main(TINY + ["--no-amgp", "--optimizer", "adam", "--save-model", str(saved)]) == 0
+    warm = ["--mini-batch-size", "64", "--num-test-batches", "2", "--no-progress", "--load-model", str(saved), "--recurring", "--recurring-steps", "3"]
+    reports = {}
+    for choice in ("continue", "fresh"):
+        path = tmp_path / f"{choice}.json"
+        assert main(warm + ["--recurring-optimizer", choice, "--report-json", str(path)]) == 0
+        reports[choice] = json.loads(path.read_text())
+    assert reports["continue"]["before_test_auc"] == reports["fresh"]["before_test_auc"]
+    assert reports["continue"]["test_logloss"] != reports["fresh"]["test_logloss"]
+    # the checkpoint's optimizer (adam) goes on, though this command line did not name it
+    state = torch.load(saved, weights_only=True)
+    assert "exp_avg" in next(iter(state["optimizer"]["state"].values()))
+
+
+def test_parallel_seeds_give_the_runs_of_serial_seeds():
+    config = dataclasses.replace(TINY_CONFIG, num_batches=6, amgp_warmup=1, amgp_final_dense=1)
+    serial = run_experiment(config, ["dense", "amgp"], seeds=2, write=lambda _: None)
+    parallel = run_experiment(config, ["dense", "amgp"], seeds=2, jobs=2)
+    for method in ("dense", "amgp"):
+        assert [r["seed"] for r in parallel["runs"][method]] == [0, 1]
+        assert [r["test_auc"] for r in parallel["runs"][method]] == pytest.approx(
+            [r["test_auc"] for r in serial["runs"][method]], abs=1e-6)
+    with pytest.raises(ValueError, match="jobs"):
+        run_experiment(config, ["dense"], seeds=2, jobs=0)

@@ -12,7 +12,7 @@ MODEL_KEYS = ("arch_sparse_feature_size", "arch_embedding_size", "arch_mlp_bot",
               "arch_interaction_op", "arch_interaction_itself", "block_size")
 # The settings a checkpoint must agree with to be resumed: the model's and all that decides the steps.
 RESUME_KEYS = MODEL_KEYS + (
-    "data_generation", "mini_batch_size", "num_batches", "nepochs", "optimizer", "seed", "amgp", "static_prune",
+    "data_generation", "synthetic_task", "mini_batch_size", "num_batches", "nepochs", "optimizer", "seed", "amgp", "static_prune",
     "data_randomize", "amgp_density", "amgp_warmup", "amgp_final_dense", "amgp_dense_steps", "amgp_cycles",
     "amgp_criterion", "amgp_growth", "amgp_layers")
 
@@ -29,6 +29,7 @@ class TrainConfig:
     arch_interaction_itself: bool = False
     # data
     data_generation: str = "synthetic"
+    synthetic_task: str = "default"  # the built-in data's teacher (amgp.data.tasks): "default" or "capacity"
     raw_data_file: Optional[str] = None
     max_ind_range: int = 100_000  # Criteo rows per table (or a list of 26: one per table)
     skip_malformed: bool = False

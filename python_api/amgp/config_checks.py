@@ -9,6 +9,7 @@ import os
 from amgp_kernels.checks import check_bool, check_number
 
 from .data.criteo import table_rows
+from .data.tasks import TASKS
 from .dlrm import INTERACTIONS
 from .pruning import GROWTH_INITS
 from .pruner import CRITERIA
@@ -21,7 +22,7 @@ BOOLS = ("arch_interaction_itself", "skip_malformed", "use_gpu", "amgp", "static
 PHASE_LENGTHS = ("amgp_warmup", "amgp_final_dense", "amgp_dense_steps")  # steps (int) or a fraction (float)
 PATHS = ("raw_data_file", "save_model", "load_model")
 CHOICES = {"arch_interaction_op": INTERACTIONS, "data_generation": ("synthetic", "dataset"), "amgp_criterion": CRITERIA,
-           "amgp_growth": GROWTH_INITS}
+           "amgp_growth": GROWTH_INITS, "synthetic_task": TASKS}
 
 
 def _int(config, name, low, optional=False):

@@ -6,7 +6,7 @@ from .train import Trainer
 
 
 def make_trainer(config, **kwargs):
-    """The Trainer of config.engine; kwargs go to it (data, model_state, label)."""
+    """The Trainer of config.engine; kwargs go to it (data, model_state, label, optimizer_state)."""
     if config.engine == "torchrec":
         from .torchrec.engine import TorchRecTrainer
         return TorchRecTrainer(config, **kwargs)

@@ -6,6 +6,10 @@ are re-read from the masks only when a mask has changed, so counting a step neve
 Under several ranks, per phase kind: the gradient bytes all-reduced and those DDP's own all-reduce would
 have sent (counted by amgp.comm_hook), in total and for the SparseLinear weights ("mlp_").
 """
+import time
+
+import torch
+
 from .comm_hook import COUNTS as ALLREDUCE_COUNTS
 from .flops import active_flops_per_sample
 from .phases import PHASE_KINDS
@@ -58,6 +62,15 @@ class CostMeter:
         """`seconds` more spent in the steps of phase kind `name`, or on the activity `name`."""
         times = self.phase_times if name in PHASE_KINDS else self.other_times
         times[name] = times.get(name, 0.0) + seconds
+
+    def timed(self, name, work, device):
+        """work(), with its wall time (the GPU's work included) added under `name`."""
+        started = time.perf_counter()
+        result = work()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        self.add_time(name, time.perf_counter() - started)
+        return result
 
     @property
     def flops_saving(self):

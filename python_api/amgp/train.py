@@ -7,10 +7,8 @@ and static pruning (static_prune=True). amgp.engines picks the Trainer of an eng
 """
 import math
 import os
-import time
 
 import torch
-from tqdm import tqdm
 
 from . import checkpoint, comm_hook, distributed, trainer_state
 from .config import OPTIMIZERS, TrainConfig
@@ -19,7 +17,7 @@ from .dlrm import DLRM
 from .interrupt import TrainingInterrupted, deferred_interrupt
 from .meter import CostMeter
 from .metrics import ctr_metrics
-from .run_messages import checkpoint_line, phase_line, progress_line
+from .progress import ProgressDisplay
 from .run_report import run_report
 from .schedule import GrowPruneSchedule
 
@@ -99,11 +97,12 @@ class Trainer:
     """Everything a run holds; `run()` trains to the end (or to stop_at_step) and reports.
 
     data: a data set to use instead of building it from `config` (an experiment reads a file once).
-    model_state: a model state_dict (weights and masks) to start from, with a new optimizer (warm start).
+    model_state: a model state_dict (weights and masks) to start from (warm start).
+    optimizer_state: the optimizer's state_dict to go on from (warm start; None: a new optimizer).
     label: the progress bar's name (default: the mode, "amgp", "static" or "dense").
     """
 
-    def __init__(self, config, data=None, model_state=None, label=None):
+    def __init__(self, config, data=None, model_state=None, label=None, optimizer_state=None):
         self.config = config
         self.label = label or config.mode
         if config.use_gpu and not torch.cuda.is_available():
@@ -114,12 +113,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.data = build_data(config) if data is None else data
         self.model = self.build_model()
-        if model_state is not None:
-            try:
-                self.model.load_state_dict(model_state)
-            except RuntimeError as error:  # shapes or names that do not fit: say so without a traceback
-                raise ValueError(f"model_state does not fit the model these settings build: {error}") from None
         self.optimizer = self.build_optimizer()
+        trainer_state.warm_start(self, model_state, optimizer_state)
         self.total_steps = total_steps(config, self.data)
         self.schedule = build_schedule(config, self.replicated_module(), self.optimizer, self.total_steps)
         self.meter = CostMeter(self.replicated_module())
@@ -135,7 +130,7 @@ class Trainer:
         if resume:
             self.restore(resume)
             if resume != config.load_model and self.main:
-                tqdm.write(f"restarted: resuming from {resume} (step {self.step})")
+                print(f"restarted: resuming from {resume} (step {self.step})", flush=True)
 
     # ----- what the engine builds (amgp.torchrec.engine.TorchRecTrainer overrides these) ---------
     def build_model(self):
@@ -158,25 +153,20 @@ class Trainer:
         return self.model
 
     # ----- the loop ----------------------------------------------------------------------------
-    def save(self, path):
-        """The one place a checkpoint is written (atomically, see amgp.checkpoint); by rank 0 only."""
+    def save(self, path, shown):
+        """The one place a checkpoint is written (atomically, see amgp.checkpoint); by rank 0 only, which
+        says so on `shown` (a ProgressDisplay)."""
         state = trainer_state.capture(self)  # on every rank: the loss window is averaged over ranks
         if self.main:
             checkpoint.save_checkpoint(path, state)
-            tqdm.write(checkpoint_line(path, self.step))
+            shown.checkpoint(path, self.step)
 
     def restore(self, path):
         """Continue from checkpoint `path` (see amgp.trainer_state)."""
         trainer_state.restore(self, path)
 
     def _timed(self, name, work):
-        """work(), with its wall time (the GPU's work included) added to the meter under `name`."""
-        started = time.perf_counter()
-        result = work()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.meter.add_time(name, time.perf_counter() - started)
-        return result
+        return self.meter.timed(name, work, self.device)
 
     def train_step(self, batch):
         self.optimizer.zero_grad(set_to_none=True)
@@ -196,16 +186,14 @@ class Trainer:
     def _train(self):
         config = self.config
         stop = self.total_steps if config.stop_at_step is None else min(config.stop_at_step, self.total_steps)
-        # disable=None: tqdm draws only on a terminal; a log gets the plain lines of _log_progress instead.
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=None if config.progress and self.main else True,
-                   desc=self.label, unit="step", dynamic_ncols=True)
-        mean_loss = self.history["loss"][-1][1] if self.history["loss"] else None  # none before the first report
+        shown = ProgressDisplay(self.label, self.total_steps, self.step, config.progress and self.main, self.main)
+        if self.history["loss"]:
+            shown.loss = self.history["loss"][-1][1]
         while self.step < stop and not self.stop_request.requested:
             kind = self.schedule.phase.kind
             change = self._timed(kind, self.schedule.before_step)
-            if change is not None and config.mode != "dense" and self.main:
-                bar.write(phase_line(self.step, change, config.amgp_density, self.schedule.density))
-                self._show(bar, mean_loss)
+            if change is not None and config.mode != "dense":
+                shown.phase(self.step, change, config.amgp_density, self.schedule.density)
             batch = self._timed("data", lambda: self.data.train_batch(self.step))
             rows = batch.rows
             batch = self._timed("data", lambda: distributed.shard(batch).to(self.device))
@@ -216,36 +204,30 @@ class Trainer:
             if self.allreduce is not None:
                 self.meter.record_allreduce(kind, self.allreduce.pop_counts())
             self.step += 1
-            bar.update(1)
+            shown.advance()
             # The last window may be short at the end of training, not at --stop-at-step: the open window
             # is checkpointed, so a resumed run logs the losses an uninterrupted one does.
             if self.step % config.print_freq == 0 or self.step == self.total_steps:
-                mean_loss = float(distributed.mean_across_ranks(self.loss_sum)) / self.loss_count
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(f"training loss is {mean_loss} at step {self.step}: lower --learning-rate")
-                self.history["loss"].append((self.step, mean_loss))
-                self._show(bar, mean_loss)
-                self._log_progress(bar, mean_loss)
-                self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
+                self._report_loss(shown)
             if config.test_freq and self.step % config.test_freq == 0 and self.step < self.total_steps:
                 self.evaluate_into_history()
             if config.save_model and config.checkpoint_freq and self.step % config.checkpoint_freq == 0:
-                self.save(config.save_model)
-        bar.close()
+                self.save(config.save_model, shown)
+        shown.close()
         if config.save_model:
-            self.save(config.save_model)
+            self.save(config.save_model, shown)
         if self.stop_request.requested:
             raise TrainingInterrupted(self.step, self.total_steps, config.save_model)
         return run_report(self, self.evaluate_into_history())
 
-    def _show(self, bar, loss):
-        shown = {} if loss is None else {"loss": f"{loss:.4f}"}
-        bar.set_postfix(**shown, density=f"{self.schedule.density:.2f}")
-
-    def _log_progress(self, bar, loss):
-        """Where no bar is drawn (not a terminal) but progress was asked for: one plain line per report."""
-        if bar.disable and self.config.progress and self.main:
-            bar.write(progress_line(self.label, self.step, self.total_steps, loss, self.schedule.density))
+    def _report_loss(self, shown):
+        """The mean loss of the steps since the last report (over every rank): into the history and shown."""
+        mean_loss = float(distributed.mean_across_ranks(self.loss_sum)) / self.loss_count
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"training loss is {mean_loss} at step {self.step}: lower --learning-rate")
+        self.history["loss"].append((self.step, mean_loss))
+        shown.report(self.step, mean_loss, self.schedule.density)
+        self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
 
     def evaluate_into_history(self):
         metrics = self._timed("eval", lambda: evaluate(self.model, self.test_batches, self.device))

@@ -1,11 +1,13 @@
-"""What a Trainer checkpoints, and how it is restored (the file itself is written and checked by
-amgp.checkpoint). Resuming continues bit-exactly: model, optimizer, schedule, cost meter, random
-number generators, history and the open loss window."""
+"""What a Trainer checkpoints and how it is restored (the file itself is written and checked by
+amgp.checkpoint), and the states a warm start begins from. Resuming continues bit-exactly: model,
+optimizer, schedule, cost meter, random number generators, history and the open loss window."""
 import os
 
 from . import checkpoint, distributed
 
 REQUIRED = ("config", "step", "model", "optimizer", "schedule", "rng")
+# Resume settings newer than some checkpoints, with the value those checkpoints were trained with.
+SETTINGS_ADDED_LATER = {"synthetic_task": "default"}
 
 
 def capture(trainer):
@@ -27,6 +29,22 @@ def capture_loop(trainer):
     }
 
 
+def warm_start(trainer, model_state=None, optimizer_state=None):
+    """Start `trainer` from a model state_dict (weights and masks) and an optimizer state_dict (None: as
+    built); ValueError, without a traceback, when one does not fit what the settings build."""
+    if model_state is not None:
+        try:
+            trainer.model.load_state_dict(model_state)
+        except RuntimeError as error:  # shapes or names that do not fit
+            raise ValueError(f"model_state does not fit the model these settings build: {error}") from None
+    if optimizer_state is not None:
+        try:
+            trainer.optimizer.load_state_dict(optimizer_state)
+        except (ValueError, KeyError) as error:  # another optimizer or parameter layout
+            raise ValueError(f"optimizer_state does not fit the {trainer.config.optimizer} optimizer of this model: "
+                             f"{error}") from None
+
+
 def restore(trainer, path):
     """Load checkpoint `path` into `trainer`; CheckpointError when it was written with other settings."""
     if os.path.isdir(path):
@@ -42,8 +60,9 @@ def restore(trainer, path):
 def check_settings(trainer, state, path):
     """CheckpointError when checkpoint `path` (its loaded `state`) was written with other settings."""
     settings = trainer.config.resume_settings()
-    if state["config"] != settings:
-        differ = sorted(k for k, v in settings.items() if state["config"].get(k) != v)
+    saved = {**SETTINGS_ADDED_LATER, **state["config"]}
+    if saved != settings:
+        differ = sorted(k for k, v in settings.items() if saved.get(k) != v)
         raise checkpoint.CheckpointError(f"checkpoint {path!r} was written with different settings: {differ}")
 
 

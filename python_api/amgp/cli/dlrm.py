@@ -20,7 +20,7 @@ import amgp_kernels
 
 from .. import distributed, experiment, recurring
 from ..config import ENGINES, OPTIMIZERS, TrainConfig
-from ..data import DATA_ORDERS
+from ..data import CAPACITY_SETTINGS, DATA_ORDERS, TASKS
 from ..engines import train as train_one_run
 from ..data.criteo import CriteoFormatError
 from ..checkpoint import CheckpointError
@@ -29,8 +29,8 @@ from ..pruning import GROWTH_INITS
 from ..pruner import CRITERIA
 from .argtypes import (checked, dash_list, density, fraction, non_negative_float, non_negative_int,
                        positive_float, positive_int)
-from .experiment_table import format_budget, format_recurring, format_summary
-from .flag_checks import first_problem
+from .experiment_table import format_amgp_against, format_budget, format_recurring, format_summary
+from .flag_checks import FROM_CHECKPOINT, first_problem
 from .header import run_header
 from .outcome import interrupted_line, skipped_line, stopped_line
 from .parser import Parser, flag_names, given_dests, in_flag_spelling
@@ -38,8 +38,8 @@ from .parser import Parser, flag_names, given_dests, in_flag_spelling
 DEFAULTS = TrainConfig()
 RECURRING = recurring.RecurringConfig()
 # Flags of the command, not of one training run.
-CLI_ONLY = ("compare", "seeds", "recurring", "recurring_steps", "recurring_drift", "recurring_fraction", "report_json",
-            "plot", "num_threads")
+CLI_ONLY = ("compare", "seeds", "jobs", "recurring", "recurring_steps", "recurring_drift", "recurring_fraction",
+            "recurring_optimizer", "report_json", "plot", "num_threads")
 
 
 def _int_or_float(text):
@@ -83,6 +83,11 @@ def build_parser():
     data = parser.add_argument_group("data")
     data.add_argument("--data-generation", choices=("synthetic", "dataset"), default=d.data_generation,
                       help="synthetic: built-in learnable CTR data; dataset: a Criteo-format --raw-data-file")
+    data.add_argument("--synthetic-task", choices=TASKS, default=d.synthetic_task,
+                      help="the built-in data's teacher: default, or capacity (a task where MLP capacity pays; it "
+                           "brings its own model and data sizes for every flag not given: "
+                           + ", ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in CAPACITY_SETTINGS.items())
+                           + "; default %(default)s)")
     data.add_argument("--raw-data-file",
                       help="Criteo Kaggle text file (label, 13 integer, 26 hex fields, tabs); needs --data-generation "
                            "dataset")
@@ -152,8 +157,12 @@ def build_parser():
     exp.add_argument("--seeds", type=positive_int, default=1,
                      help="train every method with seeds --seed, --seed+1, ...; report mean, std and the paired "
                           "difference to dense (default 1)")
+    exp.add_argument("--jobs", type=positive_int, default=1,
+                     help="with --seeds: train this many seeds at once in worker processes, each with its share of "
+                          "the CPU threads (small models train faster that way; default %(default)s)")
     exp.add_argument("--recurring", action="store_true",
-                     help="after training, continue each final model on the next day (new optimizer, no pruning) "
+                     help="after training, continue each final model on the next day (no pruning; see "
+                          "--recurring-optimizer) "
                           "and report newest-data AUC before and after; with --load-model: warm start from that "
                           "checkpoint's model")
     exp.add_argument("--recurring-steps", type=positive_int, default=RECURRING.steps,
@@ -164,6 +173,9 @@ def build_parser():
     exp.add_argument("--recurring-fraction", type=density, default=RECURRING.fraction,
                      help="Criteo: the latest fraction of the file is the next day; offline training uses the "
                           "lines before it (1: the whole file, for --load-model; default %(default)s)")
+    exp.add_argument("--recurring-optimizer", choices=recurring.OPTIMIZER_STATES, default=RECURRING.optimizer,
+                     help="continue: the offline optimizer's state goes on (a warm start takes the checkpoint's "
+                          "optimizer); fresh: a new optimizer (default %(default)s)")
     out = parser.add_argument_group("reporting and checkpoints")
     out.add_argument("--print-freq", type=positive_int, default=d.print_freq, help="loss averaging interval")
     out.add_argument("--test-freq", type=non_negative_int, default=d.test_freq,
@@ -180,6 +192,20 @@ def build_parser():
     out.add_argument("--no-progress", dest="progress", action="store_false",
                      help="no progress (a bar on a terminal, a line per --print-freq steps in a log)")
     return parser
+
+
+def _shown(value):
+    return "-".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def apply_task_sizes(args, given):
+    """--synthetic-task capacity: its model and data sizes (amgp.data.tasks) for every flag not typed.
+    A warm start's model comes from its checkpoint, so its sizes are left alone."""
+    if args.synthetic_task != "capacity" or args.data_generation != "synthetic":
+        return
+    for dest, value in CAPACITY_SETTINGS.items():
+        if dest not in given and not (args.recurring and args.load_model and dest in FROM_CHECKPOINT):
+            setattr(args, dest, value)
 
 
 def config_from_args(args, parser, given=None):
@@ -199,6 +225,7 @@ def config_from_args(args, parser, given=None):
         parser.error("--checkpoint-freq needs --save-model")
     if args.max_ind_range < 2:
         parser.error("--max-ind-range must be at least 2")
+    apply_task_sizes(args, given)
     problem = first_problem(args, given, flag_names(parser))
     if problem:
         parser.error(problem)
@@ -256,13 +283,14 @@ def describe(args):
 
 def run(args, config):
     """(report for --report-json, {column: run report} for the text table, experiment result or None)."""
-    settings = recurring.RecurringConfig(args.recurring_steps, args.recurring_drift, args.recurring_fraction)
+    settings = recurring.RecurringConfig(args.recurring_steps, args.recurring_drift, args.recurring_fraction,
+                                         args.recurring_optimizer)
     if args.recurring and args.load_model:
         report = recurring.warm_start(config, args.load_model, settings)
         return report, {"recurring": report}, None
     if args.compare or args.seeds > 1 or args.recurring:
         result = experiment.run_experiment(config, args.compare or [config.mode], args.seeds,
-                                           settings if args.recurring else None)
+                                           settings if args.recurring else None, jobs=args.jobs)
         return experiment.compare_report(result), {m: runs[0] for m, runs in result["runs"].items()}, result
     report = train_one_run(config)
     return report, {report["mode"]: report}, None
@@ -276,15 +304,19 @@ def show(report, reports, result, args, argv):
     else:
         print("\n" + format_budget(result["budget"], result["methods"]))
         print("\n" + format_summary(result))
+        if len(result["seeds"]) > 1 and result["amgp_against"]:
+            print("\n" + format_amgp_against(result["amgp_against"], "offline"))
         if "recurring" in result:
             print("\n" + format_recurring(result))
+            if len(result["seeds"]) > 1 and result["recurring"]["amgp_against"]:
+                print("\n" + format_amgp_against(result["recurring"]["amgp_against"], "after the recurring stage"))
     if "before_test_auc" in report:
         print(f"newest-data test AUC: {report['before_test_auc']:.5f} before, {report['test_auc']:.5f} after "
               f"{report['steps']} steps")
     if result is not None and "comparison" in report:
         c = report["comparison"]
-        spread = "" if c["auc_difference_std"] is None else \
-            f" (paired std {c['auc_difference_std']:.5f}, 95% CI ±{c['auc_difference_ci95']:.5f})"
+        spread = " (one seed: no verdict)" if c["auc_difference_std"] is None else \
+            f" (paired std {c['auc_difference_std']:.5f}, 95% CI ±{c['auc_difference_ci95']:.5f}: {c['auc_verdict']})"
         print(f"\nAMGP vs dense: AUC difference {c['auc_difference']:+.5f}{spread}, MLP FLOP saving "
               f"{c['mlp_flops_saving']:.1%}, wall-time reduction {c['wall_time_reduction']:.1%}")
     if args.skip_malformed:

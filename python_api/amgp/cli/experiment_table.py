@@ -12,12 +12,12 @@ def _mean_std(entry, digits=5):
 
 
 def _difference(entry, digits=5):
-    """Paired difference: mean ± std (95% CI of the mean ± half-width)."""
+    """Paired difference: mean ± std (95% CI of the mean ± half-width), and the verdict of that CI."""
     if entry is None:
         return "—"
     text = f"{entry['mean']:+.{digits}f}"
     if entry["std"] is not None:
-        text += f" ± {entry['std']:.{digits}f} (CI ±{entry['ci95']:.{digits}f})"
+        text += f" ± {entry['std']:.{digits}f} (CI ±{entry['ci95']:.{digits}f}, {entry['verdict']})"
     return text
 
 
@@ -60,6 +60,16 @@ def format_recurring(result):
     header = ["method", "recurring GFLOP (of dense)", "newest AUC before", "newest AUC after", "gain (paired)",
               "after − dense (paired)", "log loss after", "model density"]
     return (f"recurring stage: {settings['steps']} steps on the next day ({next_day})\n\n" + _table(header, rows))
+
+
+def format_amgp_against(against, stage):
+    """AMGP against every other method, paired over the seeds: the difference, its CI and the verdict."""
+    if not against:
+        return ""
+    rows = [[f"amgp − {method}", _difference(entry["test_auc"]), _difference(entry["test_logloss"])]
+            for method, entry in against.items()]
+    return f"AMGP against each method, {stage} (paired over seeds; verdict from the 95% CI)\n\n" + _table(
+        ["", "test AUC", "test log loss"], rows)
 
 
 def format_budget(budget, methods):

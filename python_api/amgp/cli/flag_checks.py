@@ -28,14 +28,16 @@ def _experiment(args):
 # (dests, is it ignored in this run?, why): the first rule with a given dest is the error. Only data and
 # checkpoint flags: schedule flags stay allowed with --no-amgp, so one flag set builds both a run and its baseline.
 IGNORED = (
-    (("recurring_steps", "recurring_drift", "recurring_fraction"), lambda a: not a.recurring,
+    (("recurring_steps", "recurring_drift", "recurring_fraction", "recurring_optimizer"), lambda a: not a.recurring,
      "applies only with --recurring"),
+    (("jobs",), lambda a: a.seeds == 1, "runs seeds at once: it applies only with --seeds above 1"),
     (FROM_CHECKPOINT, _warm_start,
      "is not used by a warm start (--load-model with --recurring: the model comes from the checkpoint, with its "
      "embedding tables, and trains --recurring-steps steps); leave it out"),
     (DATASET_ONLY + ("recurring_fraction",), lambda a: a.data_generation != "dataset",
      "is read only with --data-generation dataset; without it the run trains on the built-in synthetic data"),
-    (("arch_embedding_size", "num_test_batches", "recurring_drift"), lambda a: a.data_generation == "dataset",
+    (("arch_embedding_size", "num_test_batches", "recurring_drift", "synthetic_task"),
+     lambda a: a.data_generation == "dataset",
      "applies to the built-in synthetic data only (a Criteo file has 26 tables of --max-ind-range rows, its test "
      "split is --test-fraction, its next day --recurring-fraction)"),
 )

@@ -23,12 +23,13 @@ def data_line(args):
         order = "reshuffled every epoch" if args.data_randomize == "total" else "in file order"
         return (f"data: Criteo file {args.raw_data_file} ({NUM_CATEGORICAL} categoricals {tables}; test split: the "
                 f"latest {args.test_fraction:.0%} of the lines; training lines {order})")
+    task = "" if args.synthetic_task == "default" else f" (task: {args.synthetic_task})"
     if args.recurring and args.load_model:
-        return (f"data: the next day of the built-in synthetic CTR data (teacher drifted by {args.recurring_drift}), "
+        return (f"data: the next day of the built-in synthetic CTR data{task} (teacher drifted by {args.recurring_drift}), "
                 f"{args.recurring_steps} batches of {args.mini_batch_size}, {args.num_test_batches} test batches, "
                 f"ids over the tables of the model in {args.load_model}")
     tables = args.arch_embedding_size or DEFAULT_TABLE_SIZES
-    return (f"data: built-in synthetic CTR data, {args.num_batches} batches of {args.mini_batch_size} per epoch x "
+    return (f"data: built-in synthetic CTR data{task}, {args.num_batches} batches of {args.mini_batch_size} per epoch x "
             f"{args.nepochs}, {args.num_test_batches} test batches; {len(tables)} tables of "
             f"{min(tables)}..{max(tables)} rows")
 

@@ -1,6 +1,7 @@
 """The data of a training run, built from its settings (a TrainConfig, or anything with its fields)."""
 from .criteo import CriteoData, read_criteo_rows
 from .synthetic import SyntheticCTR
+from .tasks import teacher_settings
 
 DATA_ORDERS = ("total", "none")  # dlrm's --data-randomize: shuffle the training lines, or keep file order
 
@@ -19,7 +20,8 @@ def build_data(config, day=0, drift=0.0, rows=None):
     if config.data_generation == "synthetic":
         return SyntheticCTR(seed=config.seed, batch_size=config.mini_batch_size, num_batches=config.num_batches,
                             num_test_batches=config.num_test_batches, table_sizes=config.arch_embedding_size,
-                            num_dense=config.arch_mlp_bot[0], day=day, drift=drift)
+                            num_dense=config.arch_mlp_bot[0], day=day, drift=drift,
+                            **teacher_settings(config.synthetic_task))
     if config.data_generation == "dataset":
         lines, skipped = criteo_rows(config) if rows is None else rows
         return CriteoData.from_rows(lines, config.mini_batch_size, config.max_ind_range, config.test_fraction,

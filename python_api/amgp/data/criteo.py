@@ -14,8 +14,6 @@ import math
 
 import torch
 
-from amgp_kernels.checks import check_int
-
 from .batches import Batch
 
 NUM_INTEGER = 13

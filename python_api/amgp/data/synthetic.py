@@ -22,7 +22,8 @@ from .batches import Batch
 # 26 table sizes from 4 to 20000 rows, spread geometrically (Criteo-like mix of tiny and large tables).
 DEFAULT_TABLE_SIZES = [round(4 * (5000 ** (i / 25))) for i in range(26)]
 
-_TRAIN, _TEST, _TEACHER, _CALIBRATE, _DRIFT = 1, 2, 3, 4, 5
+_TRAIN, _TEST, _TEACHER, _CALIBRATE, _DRIFT, _DEEP = 1, 2, 3, 4, 5, 6
+TASKS = ("default", "capacity")
 
 
 def _generator(*parts):
@@ -51,12 +52,34 @@ class _Teacher:
         self.vectors = torch.randn(scale.numel(), dim, generator=g) * (scale[:, None] / dim) ** 0.5
         self.dense_to_vector = torch.randn(num_dense, dim, generator=g) / num_dense ** 0.5
         self.bias = 0.0
+        self.deep = []  # names of the capacity task's deep-net parameters (add_deep_net)
+
+    def add_deep_net(self, generator, dense_sample, widths, gain):
+        """The capacity task's extra term: gain x a random ReLU net num_dense -> widths -> 1 of the
+        dense features standardised by `dense_sample`'s mean and spread (see SyntheticCTR). He-scaled
+        layers keep every layer's output spread near 1, so `gain` is about the term's logit spread."""
+        self.dense_center, self.dense_scale = dense_sample.mean(0), dense_sample.std(0)
+        sizes = [dense_sample.shape[1], *widths, 1]
+        for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
+            last = i == len(sizes) - 2
+            setattr(self, f"deep_w{i}", torch.randn(fan_in, fan_out, generator=generator)
+                    * ((1 if last else 2) / fan_in) ** 0.5 * (gain if last else 1))
+            setattr(self, f"deep_b{i}", torch.zeros(fan_out) if last else torch.randn(fan_out, generator=generator) * 0.5)
+            self.deep += [f"deep_w{i}", f"deep_b{i}"]
+
+    def _deep_logits(self, dense):
+        x = dense
+        for i in range(len(self.deep) // 2):
+            x = x @ getattr(self, f"deep_w{i}") + getattr(self, f"deep_b{i}")
+            if 2 * i + 2 < len(self.deep):
+                x = torch.relu(x)
+        return x[:, 0]
 
     def drift_(self, fresh, drift):
         """Move to the next day: p <- sqrt(1 - drift^2) p + drift q for each parameter, q from `fresh`
         (a teacher drawn the same way), so the parameters keep their distribution."""
         keep = (1 - drift ** 2) ** 0.5
-        for name in self.PARAMETERS:
+        for name in (*self.PARAMETERS, *self.deep):
             setattr(self, name, keep * getattr(self, name) + drift * getattr(fresh, name))
 
     def logits(self, dense, sparse):
@@ -65,7 +88,10 @@ class _Teacher:
         vectors = torch.cat([(dense @ self.dense_to_vector)[:, None], self.vectors[rows]], dim=1)
         # Sum of the pairwise dot products v_i . v_j (i < j), in O(features) per row.
         pairwise = (vectors.sum(1).pow(2).sum(1) - vectors.pow(2).sum((1, 2))) / 2
-        return out + pairwise / vectors.shape[1] ** 0.5
+        out = out + pairwise / vectors.shape[1] ** 0.5
+        if not self.deep:
+            return out
+        return out + self._deep_logits((dense - self.dense_center) / self.dense_scale)
 
 
 class SyntheticCTR:
@@ -73,7 +99,8 @@ class SyntheticCTR:
     `batch_size` rows, features and labels as described in the module docstring."""
 
     def __init__(self, seed=0, batch_size=2048, num_batches=100, num_test_batches=16, table_sizes=None,
-                 num_dense=13, zipf_exponent=1.05, positive_rate=0.25, teacher_seed=0, day=0, drift=0.0):
+                 num_dense=13, zipf_exponent=1.05, positive_rate=0.25, teacher_seed=0, day=0, drift=0.0,
+                 deep_widths=(), deep_gain=0.0):
         for name, value in (("batch_size", batch_size), ("num_batches", num_batches),
                             ("num_test_batches", num_test_batches), ("num_dense", num_dense)):
             check_int(value, name, minimum=1)
@@ -99,10 +126,21 @@ class SyntheticCTR:
         self._offsets = torch.cat([torch.zeros(1, dtype=torch.int64), sizes.long().cumsum(0)[:-1]])
         # Which id has rank r in table t (so frequent ids are spread over the table).
         self._id_of_rank = torch.cat([torch.randperm(n, generator=g) for n in self.table_sizes])
-        self.teacher = _Teacher(g, num_dense, self.table_sizes, self._offsets)
+        for width in deep_widths:
+            check_int(width, "deep_widths", minimum=1)
+        if deep_gain < 0:
+            raise ValueError(f"deep_gain must be >= 0, got {deep_gain}")
+        dense_sample = self._features(_generator(teacher_seed, _CALIBRATE), 1 << 15)[0] if deep_widths else None
+
+        def teacher(generator, *deep_seed):
+            made = _Teacher(generator, num_dense, self.table_sizes, self._offsets)
+            if deep_widths:
+                made.add_deep_net(_generator(teacher_seed, _DEEP, *deep_seed), dense_sample, deep_widths, deep_gain)
+            return made
+
+        self.teacher = teacher(g)
         for k in range(1, day + 1):
-            fresh = _Teacher(_generator(teacher_seed, _DRIFT, k), num_dense, self.table_sizes, self._offsets)
-            self.teacher.drift_(fresh, drift)
+            self.teacher.drift_(teacher(_generator(teacher_seed, _DRIFT, k), k), drift)
         self.teacher.bias = self._calibrate(positive_rate)
 
     def _features(self, generator, rows):

@@ -24,10 +24,7 @@ from torchrec.models.dlrm import DLRM
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
-from tqdm import tqdm
-
 from .. import distributed
-from ..run_messages import checkpoint_line
 from ..train import Trainer, build_optimizer
 from . import checkpoint
 from .sparsify import sparsify
@@ -156,9 +153,9 @@ def _copy_into_shards(sharded_state, full_tables):
 class TorchRecTrainer(Trainer):
     """amgp's Trainer with TorchRec's DLRM under DMP (see the module docstring)."""
 
-    def __init__(self, config, data=None, model_state=None, label=None):
+    def __init__(self, config, data=None, model_state=None, label=None, optimizer_state=None):
         check_config(config)
-        if model_state is not None:
+        if model_state is not None or optimizer_state is not None:
             raise ValueError("--engine torchrec does not warm-start from a model state yet (--recurring, "
                              "--load-model): sharded tables need torch.distributed.checkpoint")
         super().__init__(config, data=data, label=label)
@@ -182,11 +179,11 @@ class TorchRecTrainer(Trainer):
         dense = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())), make_dense)
         return CombinedOptimizer([("embeddings", dmp.fused_optimizer), ("dense", dense)])
 
-    def save(self, path):
+    def save(self, path, shown):
         """A checkpoint directory on torch.distributed.checkpoint (amgp.torchrec.checkpoint). Collective."""
         checkpoint.save(self, path)
         if self.main:
-            tqdm.write(checkpoint_line(path, self.step))
+            shown.checkpoint(path, self.step)
 
     def restore(self, path):
         checkpoint.restore(self, path)
