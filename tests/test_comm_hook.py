@@ -101,3 +101,18 @@ def test_attach_and_the_meter_refuse_what_they_cannot_count():
     restored.load_state_dict(meter.state_dict())
     assert restored.summary()["allreduce_bytes"]["sparse"] == 1
     assert restored.summary()["mlp_allreduce_bytes_full"] == {"warmup": 0, "sparse": 3, "dense": 0, "final": 0}
+
+
+def test_the_allreduce_benchmark_counts_the_active_fraction(tmp_path):
+    import json
+    from amgp.bench import allreduce
+    out = tmp_path / "rows.json"
+    assert allreduce.main(["--models", "default", "--batch", "4", "--densities", "1,0.5", "--repeats", "1",
+                           "--warmup", "0", "--json", str(out)]) == 0
+    rows = {(r["density"], r["variant"]): r for r in json.loads(out.read_text())}
+    assert set(rows) == {(1.0, "ddp"), (1.0, "hook"), (0.5, "ddp"), (0.5, "hook")}
+    sparse = rows[0.5, "hook"]
+    assert sparse["mlp_bytes_fraction"] == pytest.approx(sparse["weight_density"]) and sparse["weight_density"] < 0.5
+    assert rows[1.0, "hook"]["bytes_per_step"] == rows[1.0, "ddp"]["bytes_per_step"] == sparse["full_bytes_per_step"]
+    with pytest.raises(SystemExit):
+        allreduce.main(["--batch", "3"])  # not a multiple of the 2 ranks
