@@ -147,10 +147,10 @@ DLRM_RUN = ["--arch-sparse-feature-size", "8", "--arch-embedding-size", "50-40-3
             "--amgp-cycles", "3", "--print-freq", "1", "--no-progress", "--stop-at-step", "20"]
 
 
-def run_dlrm(tmp_path, name, launcher):
+def run_dlrm(tmp_path, name, launcher, *extra, entry=("-m", "amgp.cli.dlrm"), env=None):
     report, ckpt = tmp_path / f"{name}.json", tmp_path / f"{name}.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*launcher, "-m", "amgp.cli.dlrm", *DLRM_RUN, "--report-json", str(report),
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    result = subprocess.run([*launcher, *entry, *DLRM_RUN, *extra, "--report-json", str(report),
                              "--save-model", str(ckpt)], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(report.read_text()), load_checkpoint(ckpt), result.stdout
@@ -176,3 +176,28 @@ def test_amgp_dlrm_under_torchrun_two_ranks_matches_one_process(tmp_path):
     torch.testing.assert_close(torch.tensor(losses), torch.tensor([loss for _, loss in single["history"]["loss"]]),
                                atol=1e-4, rtol=1e-4)
     assert multi["mlp_flops_dense"] == single["mlp_flops_dense"]  # global batches counted once
+
+    # The active-block all-reduce (amgp.comm_hook, on by default) against DDP's own: the same model bit for
+    # bit, fewer MLP gradient bytes in sparse phases (the hook counts them per phase kind), the same in dense.
+    full, full_ckpt, _ = run_dlrm(tmp_path, "full", torchrun, "--full-allreduce")
+    assert full["history"]["loss"] == multi["history"]["loss"]
+    for key, value in full_ckpt["model"].items():
+        assert torch.equal(value, multi_ckpt["model"][key]), key
+    assert multi["mlp_allreduce_bytes"]["sparse"] < 0.8 * full["mlp_allreduce_bytes"]["sparse"]
+    assert full["mlp_allreduce_bytes"] == full["mlp_allreduce_bytes_full"] == multi["mlp_allreduce_bytes_full"]
+    for kind in ("warmup", "dense"):  # (stopped before the final phase)
+        assert multi["allreduce_bytes"][kind] == multi["allreduce_bytes_full"][kind] > 0
+    assert single["allreduce_bytes"]["sparse"] == 0  # one process: nothing all-reduced
+
+    # Elastic: rank 1 is SIGKILLed before step 10; torchrun restarts both ranks, which resume from the latest
+    # complete checkpoint (step 8, --checkpoint-freq 4) and end with the same model and report.
+    restartable = [*torchrun[:3], "--max-restarts", "1", *torchrun[3:]]
+    elastic, elastic_ckpt, elastic_out = run_dlrm(
+        tmp_path, "elastic", restartable, "--checkpoint-freq", "4", entry=[os.path.join(os.path.dirname(__file__),
+                                                                           "elastic_kill_once.py")],
+        env={"AMGP_TEST_KILL_AT_STEP": "10"})
+    assert "restarted: resuming from" in elastic_out and "(step 8)" in elastic_out
+    assert elastic["history"] == multi["history"] and elastic["test_auc"] == multi["test_auc"]
+    assert elastic["phase_steps"] == multi["phase_steps"] and elastic["mlp_flops_computed"] == multi["mlp_flops_computed"]
+    for key, value in elastic_ckpt["model"].items():
+        assert torch.equal(value, multi_ckpt["model"][key]), key

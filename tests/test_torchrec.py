@@ -160,10 +160,10 @@ def test_dmp_model_matches_the_unsharded_dlrm_and_the_schedule_zeroes_combined_o
             dist.destroy_process_group()
 
 
-def run_cli(tmp_path, name, launcher, extra=()):
+def run_cli(tmp_path, name, launcher, extra=(), entry=("-m", "amgp.cli.dlrm"), env=None):
     report = tmp_path / f"{name}.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*launcher, "-m", "amgp.cli.dlrm", *TINY, *extra, "--report-json", str(report)],
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    result = subprocess.run([*launcher, *entry, *TINY, *extra, "--report-json", str(report)],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     # Every process group was really released at the end (its gloo threads would otherwise still run at
@@ -172,12 +172,58 @@ def run_cli(tmp_path, name, launcher, extra=()):
     return json.loads(report.read_text()), result.stdout
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """amgp-dlrm runs to step 20 (inside the third sparse phase) on 1 process and 2 gloo ranks, each saving a
+    checkpoint directory; the same stopped at step 12 and resumed to 20; and 2 ranks with --full-allreduce."""
+    if not HAVE_TORCHREC:
+        pytest.skip("needs torchrec (run by .ci/torchrec.sh)")
+    tmp = tmp_path_factory.mktemp("torchrec_runs")
+    result = {"dir": tmp}
+    for name, launcher in (("single", [sys.executable]), ("multi", TORCHRUN)):
+        ckpt, part = str(tmp / f"{name}.ckpt"), str(tmp / f"{name}_part.ckpt")
+        result[name] = run_cli(tmp, name, launcher, ["--stop-at-step", "20", "--save-model", ckpt])
+        run_cli(tmp, f"{name}_part", launcher, ["--stop-at-step", "12", "--save-model", part])
+        result[f"{name}_resumed"] = run_cli(tmp, f"{name}_resumed", launcher, ["--stop-at-step", "20", "--load-model",
+                                                                               part, "--save-model", part])
+    result["full"] = run_cli(tmp, "full", TORCHRUN, ["--stop-at-step", "20", "--full-allreduce"])
+    # Rank 1 SIGKILLed before step 10 (tests/elastic_kill_once.py); torchrun restarts both ranks.
+    restartable = [*TORCHRUN[:3], "--max-restarts", "1", *TORCHRUN[3:]]
+    result["elastic"] = run_cli(tmp, "elastic", restartable, ["--stop-at-step", "20", "--checkpoint-freq", "4",
+                                                              "--save-model", str(tmp / "elastic.ckpt")],
+                                entry=[os.path.join(os.path.dirname(__file__), "elastic_kill_once.py")],
+                                env={"AMGP_TEST_KILL_AT_STEP": "10"})
+    return result
+
+
+def checkpoint_tensors(path):
+    """Every tensor of a TorchRec engine checkpoint directory, read whole without a process group."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+    flat = path + ".pt"
+    dcp_to_torch_save(path, flat)
+    state = torch.load(flat, weights_only=False)
+    trainer = torch.load(os.path.join(path, "trainer.pt"), weights_only=False)
+    state.update(masks=trainer["masks"], dense_optimizer=trainer["dense_optimizer"]["state"])
+    return state
+
+
+def assert_same_tensors(a, b, where=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
 @needs_torchrec
-def test_two_gloo_ranks_under_torchrun_stay_identical_and_match_one_process(tmp_path):
-    stop = ["--stop-at-step", "20"]  # inside the third sparse phase
-    single, _ = run_cli(tmp_path, "single", [sys.executable], stop)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    multi, stdout = run_cli(tmp_path, "multi", torchrun, stop)
+def test_two_gloo_ranks_under_torchrun_stay_identical_and_match_one_process(runs):
+    (single, _), (multi, stdout) = runs["single"], runs["multi"]
     assert multi["world_size"] == 2 and single["world_size"] == 1
     assert multi["ranks_differing_state"] == []  # every dense parameter and mask bit-identical across ranks
     assert stdout.count("test AUC") == 1  # rank 0 alone reports
@@ -186,6 +232,65 @@ def test_two_gloo_ranks_under_torchrun_stay_identical_and_match_one_process(tmp_
     torch.testing.assert_close(torch.tensor(multi["history"]["loss"]), torch.tensor(single["history"]["loss"]),
                                atol=1e-4, rtol=1e-4)
     assert abs(multi["test_auc"] - single["test_auc"]) < 1e-3
+
+
+@needs_torchrec
+def test_active_block_all_reduce_of_the_dense_part_is_exact_and_sends_active_blocks_only(runs):
+    (multi, _), (full, _) = runs["multi"], runs["full"]
+    # DMP's data-parallel dense part all-reduces the active MLP blocks only (amgp.comm_hook), exactly:
+    # the same losses bit for bit as with DDP's own full-size all-reduce.
+    assert multi["mlp_allreduce_bytes"]["sparse"] < 0.8 * multi["mlp_allreduce_bytes_full"]["sparse"]
+    assert multi["allreduce_bytes"]["warmup"] == multi["allreduce_bytes_full"]["warmup"] > 0
+    assert full["history"]["loss"] == multi["history"]["loss"] and full["test_auc"] == multi["test_auc"]
+    assert full["mlp_allreduce_bytes"] == full["mlp_allreduce_bytes_full"] == multi["mlp_allreduce_bytes_full"]
+
+
+@needs_torchrec
+@pytest.mark.parametrize("name", ["single", "multi"])
+def test_a_resumed_run_ends_bit_identical_to_an_uninterrupted_one(runs, name):
+    (whole, _), (resumed, _) = runs[name], runs[f"{name}_resumed"]
+    assert resumed["history"] == whole["history"] and resumed["test_auc"] == whole["test_auc"]
+    assert resumed["phase_steps"] == whole["phase_steps"] and resumed["allreduce_bytes"] == whole["allreduce_bytes"]
+    # Tables, fused Adagrad state of the tables, dense weights, masks and dense optimizer state.
+    state = checkpoint_tensors(str(runs["dir"] / f"{name}.ckpt"))
+    assert any(not bool(mask.all()) for mask in state["masks"].values())  # stopped inside a sparse phase
+    assert_same_tensors(checkpoint_tensors(str(runs["dir"] / f"{name}_part.ckpt")), state)
+
+
+@needs_torchrec
+def test_a_rank_killed_mid_training_restarts_from_the_latest_checkpoint_and_ends_the_same(runs):
+    (multi, _), (elastic, stdout) = runs["multi"], runs["elastic"]
+    assert "restarted: resuming from" in stdout and "(step 8)" in stdout
+    assert elastic["history"] == multi["history"] and elastic["test_auc"] == multi["test_auc"]
+    assert elastic["phase_steps"] == multi["phase_steps"]
+    assert_same_tensors(checkpoint_tensors(str(runs["dir"] / "elastic.ckpt")),
+                        checkpoint_tensors(str(runs["dir"] / "multi.ckpt")))
+
+
+@needs_torchrec
+def test_a_checkpoint_saved_on_two_ranks_loads_on_one(runs):
+    import torch.distributed as dist
+    from amgp.config import TrainConfig
+    from amgp.torchrec.engine import TorchRecTrainer
+    path = str(runs["dir"] / "multi.ckpt")
+    config = TrainConfig(arch_sparse_feature_size=8, arch_embedding_size=[50, 40, 30], arch_mlp_bot=[13, 32, 8],
+                         arch_mlp_top=[32, 16, 1], mini_batch_size=64, num_batches=24, num_test_batches=1, block_size=8,
+                         amgp_warmup=4, amgp_dense_steps=2, amgp_final_dense=4, amgp_cycles=3, print_freq=1,
+                         progress=False, engine="torchrec", load_model=path)
+    try:
+        trainer = TorchRecTrainer(config)
+        assert trainer.step == 20
+        assert [list(p) for p in trainer.history["loss"]] == runs["multi"][0]["history"]["loss"]
+        saved = checkpoint_tensors(path)
+        for key, value in trainer.model.dmp.state_dict().items():
+            if not key.endswith("_mask"):
+                local = value.local_shards()[0].tensor if hasattr(value, "local_shards") else value
+                assert torch.equal(local, saved["model"][key]), key
+        for key, mask in saved["masks"].items():
+            assert torch.equal(trainer.dense_part.get_buffer(key), mask), key
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @needs_torchrec
@@ -208,7 +313,6 @@ def test_compare_on_the_torchrec_engine_reports_like_the_amgp_engine(tmp_path):
 @needs_torchrec
 @pytest.mark.parametrize("args, message", [
     (["--arch-interaction-op", "cat"], "interaction"),
-    (["--save-model", "x.pt"], "checkpoint"),
     (["--compare", "dense,amgp", "--recurring"], "--recurring"),
     (["--optimizer", "adam"], "no fused Adam"),  # fbgemm's CPU kernels (it used to fail inside fbgemm)
 ])
@@ -242,3 +346,44 @@ def test_engine_torchrec_without_torchrec_is_a_command_line_error(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--engine torchrec" in err and "amgp[torchrec]" in err
+
+
+def resume_cli(load, engine="torchrec"):
+    """amgp-dlrm resumed from `load` (train nothing more: --stop-at-step 20); (exit code, stderr)."""
+    import contextlib
+    import io
+    args = [a for a in TINY if a not in ("--engine", "torchrec")] + ["--engine", engine]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(args + ["--stop-at-step", "20", "--load-model", str(load)])
+        except SystemExit as exit_info:
+            code = exit_info.code
+    return code, err.getvalue()
+
+
+@needs_torchrec
+def test_damaged_or_foreign_checkpoints_are_clear_errors_and_a_killed_save_leaves_the_previous_one(runs, tmp_path):
+    import shutil
+    source = runs["dir"] / "multi.ckpt"
+    amgp_file = tmp_path / "amgp.pt"
+    amgp_file.write_bytes(b"not read")
+    code, err = resume_cli(amgp_file)
+    assert code == 2 and "a checkpoint of --engine amgp" in err
+    code, err = resume_cli(source, engine="amgp")
+    assert code == 2 and "a checkpoint of --engine torchrec" in err
+    code, err = resume_cli(tmp_path / "none.ckpt")
+    assert code == 2 and "no such checkpoint directory" in err
+    for lost in ("trainer.pt", ".metadata", "__1_0.distcp"):  # truncated: a file of rank 0, the metadata, rank 1's shards
+        damaged = tmp_path / f"without{lost}"
+        shutil.copytree(source, damaged)
+        (damaged / lost).unlink()
+        code, err = resume_cli(damaged)
+        assert code == 2 and str(damaged) in err and ("truncated" in err), (lost, err)
+    # A save killed between moving the previous checkpoint aside and putting the new one in place (and one
+    # killed while writing: its PATH.partial) leaves the previous checkpoint loadable.
+    killed = tmp_path / "killed.ckpt"
+    shutil.copytree(source, f"{killed}.old")
+    (tmp_path / "killed.ckpt.partial").mkdir()
+    code, err = resume_cli(killed)
+    assert code == 0, err

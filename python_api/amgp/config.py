@@ -49,6 +49,7 @@ class TrainConfig:
     use_gpu: bool = False
     backend: Optional[str] = None
     engine: str = "amgp"
+    full_allreduce: bool = False  # several ranks: DDP's own all-reduce of full-size gradients (amgp.comm_hook)
     # AMGP
     amgp: bool = True
     static_prune: bool = False  # the static baseline: prune once after the warmup, train pruned to the end

@@ -17,7 +17,8 @@ from .pruner import CRITERIA
 POSITIVE_INTS = ("arch_sparse_feature_size", "num_test_batches", "mini_batch_size", "nepochs", "amgp_cycles",
                  "block_size", "print_freq")
 NON_NEGATIVE_INTS = ("num_batches", "test_freq", "checkpoint_freq")
-BOOLS = ("arch_interaction_itself", "skip_malformed", "use_gpu", "amgp", "static_prune", "progress")
+BOOLS = ("arch_interaction_itself", "skip_malformed", "use_gpu", "amgp", "static_prune", "progress",
+         "full_allreduce")
 PHASE_LENGTHS = ("amgp_warmup", "amgp_final_dense", "amgp_dense_steps")  # steps (int) or a fraction (float)
 PATHS = ("raw_data_file", "save_model", "load_model")
 CHOICES = {"arch_interaction_op": INTERACTIONS, "data_generation": ("synthetic", "dataset"), "amgp_criterion": CRITERIA,

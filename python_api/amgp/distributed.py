@@ -44,6 +44,11 @@ def launched_with_several_ranks():
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def restarted():
+    """True in a worker that torchrun started again after a failure (torchrun --max-restarts N)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+
+
 def init_from_env(use_gpu=False, timeout_s=1800):
     """Join the process group torchrun describes (gloo on CPU, nccl on GPU) and return this rank's
     device; in a single process just return the device."""
@@ -56,8 +61,21 @@ def init_from_env(use_gpu=False, timeout_s=1800):
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        init_process_group("nccl" if use_gpu else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        backend, timeout = "nccl" if use_gpu else "gloo", datetime.timedelta(seconds=timeout_s)
+        if restarted():
+            init_process_group(backend, timeout=timeout, **_fresh_store(timeout))
+        else:
+            init_process_group(backend, timeout=timeout)
     return device
+
+
+def _fresh_store(timeout):
+    """store/rank/world_size for a worker torchrun restarted: torchrun's store still holds the keys the
+    failed attempt wrote (gloo would connect to the dead ranks' addresses and fail), so every attempt
+    works under its own key prefix."""
+    store, rank_, world = next(dist.rendezvous("env://", timeout=timeout))
+    prefix = f"amgp/attempt_{os.environ['TORCHELASTIC_RESTART_COUNT']}"
+    return {"store": dist.PrefixStore(prefix, store), "rank": rank_, "world_size": world}
 
 
 def init_process_group(backend, **kwargs):

@@ -3,11 +3,14 @@
 Per phase kind: steps and wall time; over the run: samples and MLP training FLOPs, dense (every block
 active) and computed (the active blocks only), with the one formula of amgp.flops. FLOPs per sample
 are re-read from the masks only when a mask has changed, so counting a step never syncs with a GPU.
+Under several ranks, per phase kind: the gradient bytes all-reduced and those DDP's own all-reduce would
+have sent (counted by amgp.comm_hook), in total and for the SparseLinear weights ("mlp_").
 """
 import time
 
 import torch
 
+from .comm_hook import COUNTS as ALLREDUCE_COUNTS
 from .flops import active_flops_per_sample
 from .phases import PHASE_KINDS
 from .sparse_linear import SparseLinear
@@ -26,6 +29,7 @@ class CostMeter:
         self.phase_steps = dict.fromkeys(PHASE_KINDS, 0)
         self.phase_times = dict.fromkeys(PHASE_KINDS, 0.0)
         self.other_times = {}
+        self.allreduce = {name: dict.fromkeys(PHASE_KINDS, 0) for name in ALLREDUCE_COUNTS}
         self._mask_versions = None
         self._per_sample = (0, 0)
 
@@ -46,6 +50,13 @@ class CostMeter:
         self.flops_dense += dense * samples
         self.flops_computed += active * samples
         self.phase_steps[kind] += 1
+
+    def record_allreduce(self, kind, counts):
+        """Gradient bytes all-reduced by a step in a phase of `kind`: {name: bytes} for ALLREDUCE_COUNTS."""
+        if kind not in PHASE_KINDS:
+            raise ValueError(f"kind must be one of {PHASE_KINDS}, got {kind!r}")
+        for name in ALLREDUCE_COUNTS:
+            self.allreduce[name][kind] += counts[name]
 
     def add_time(self, name, seconds):
         """`seconds` more spent in the steps of phase kind `name`, or on the activity `name`."""
@@ -73,11 +84,13 @@ class CostMeter:
             "samples": self.samples,
             "phase_times_s": dict(self.phase_times),
             "phase_steps": dict(self.phase_steps),
+            **{name: dict(per_kind) for name, per_kind in self.allreduce.items()},
         }
 
     def state_dict(self):
         return {**{key: getattr(self, key) for key in _COUNTERS}, "phase_steps": dict(self.phase_steps),
-                "phase_times": dict(self.phase_times), "other_times": dict(self.other_times)}
+                "phase_times": dict(self.phase_times), "other_times": dict(self.other_times),
+                "allreduce": {name: dict(per_kind) for name, per_kind in self.allreduce.items()}}
 
     def load_state_dict(self, state):
         for key in _COUNTERS:
@@ -85,3 +98,5 @@ class CostMeter:
         self.phase_steps = dict(state["phase_steps"])
         self.phase_times = dict(state["phase_times"])
         self.other_times = dict(state.get("other_times", {}))
+        saved = state.get("allreduce", {})  # none in checkpoints from before the hook
+        self.allreduce = {name: {**dict.fromkeys(PHASE_KINDS, 0), **saved.get(name, {})} for name in ALLREDUCE_COUNTS}

@@ -6,10 +6,11 @@ returns the report dict (amgp.run_report). The same loop trains the baselines: d
 and static pruning (static_prune=True). amgp.engines picks the Trainer of an engine.
 """
 import math
+import os
 
 import torch
 
-from . import checkpoint, distributed, trainer_state
+from . import checkpoint, comm_hook, distributed, trainer_state
 from .config import OPTIMIZERS, TrainConfig
 from .data import build_data, total_steps
 from .dlrm import DLRM
@@ -72,6 +73,15 @@ def build_schedule(config, model, optimizer, total_steps, layers=None):
                              seed=config.seed, sync=distributed.broadcast_masks, **phases)
 
 
+def elastic_resume_path(config):
+    """In a worker torchrun restarted after a failure: the run's own latest checkpoint (save_model), if one
+    was written (a TorchRec engine directory may be at PATH.old after a save killed midway)."""
+    path = config.save_model
+    if path and distributed.restarted() and (os.path.exists(path) or os.path.isdir(f"{path}.old")):
+        return path
+    return None
+
+
 @torch.no_grad()
 def evaluate(model, batches, device):
     was_training = model.training
@@ -112,13 +122,18 @@ class Trainer:
                                        self.pruned_layers())
         self.meter = CostMeter(self.replicated_module())
         self.logits = self.parallel_logits()
+        # Under several ranks: counts the gradient bytes all-reduced (and sends active blocks only).
+        self.allreduce = comm_hook.attach(self.data_parallel_module(), config.full_allreduce)
         self.test_batches = self.data.test_batches()
         self.step = 0
         self.history = {"loss": [], "auc": []}  # (step, value) pairs
         # Losses of the steps since the last print_freq report: checkpointed, so a resume logs the same.
         self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
-        if config.load_model:
-            trainer_state.restore(self, config.load_model)
+        resume = config.load_model or elastic_resume_path(config)
+        if resume:
+            self.restore(resume)
+            if resume != config.load_model and self.main:
+                print(f"restarted: resuming from {resume} (step {self.step})", flush=True)
 
     # ----- what the engine builds (amgp.torchrec.engine.TorchRecTrainer overrides these) ---------
     def build_model(self):
@@ -135,6 +150,10 @@ class Trainer:
         """config.amgp_layers in the names of replicated_module()'s layers."""
         return self.config.amgp_layers
 
+    def data_parallel_module(self):
+        """The DistributedDataParallel module that all-reduces the gradients, or None (one process)."""
+        return self.logits if isinstance(self.logits, torch.nn.parallel.DistributedDataParallel) else None
+
     def replicated_module(self):
         """The part of the model every rank holds whole: the schedule prunes its MLPs and the report
         compares its state across ranks."""
@@ -148,6 +167,10 @@ class Trainer:
         if self.main:
             checkpoint.save_checkpoint(path, state)
             shown.checkpoint(path, self.step)
+
+    def restore(self, path):
+        """Continue from checkpoint `path` (see amgp.trainer_state)."""
+        trainer_state.restore(self, path)
 
     def _timed(self, name, work):
         return self.meter.timed(name, work, self.device)
@@ -185,6 +208,8 @@ class Trainer:
             self.loss_count += 1
             self.schedule.after_step()
             self.meter.record_step(kind, rows)
+            if self.allreduce is not None:
+                self.meter.record_allreduce(kind, self.allreduce.pop_counts())
             self.step += 1
             shown.advance()
             # The last window may be short at the end of training, not at --stop-at-step: the open window

@@ -1,6 +1,8 @@
 """What a Trainer checkpoints and how it is restored (the file itself is written and checked by
 amgp.checkpoint), and the states a warm start begins from. Resuming continues bit-exactly: model,
 optimizer, schedule, cost meter, random number generators, history and the open loss window."""
+import os
+
 from . import checkpoint, distributed
 
 REQUIRED = ("config", "step", "model", "optimizer", "schedule", "rng")
@@ -10,11 +12,15 @@ SETTINGS_ADDED_LATER = {"synthetic_task": "default"}
 
 def capture(trainer):
     """The trainer's state. Collective under torchrun (the loss window is averaged over ranks)."""
+    return {**capture_loop(trainer), "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict()}
+
+
+def capture_loop(trainer):
+    """All but model and optimizer: what every rank holds alike (the TorchRec engine saves its sharded model
+    and optimizer apart). Collective under torchrun."""
     return {
         "config": trainer.config.resume_settings(),
         "step": trainer.step,
-        "model": trainer.model.state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
         "schedule": trainer.schedule.state_dict(),
         "meter": trainer.meter.state_dict(),
         "rng": checkpoint.capture_rng_state(),
@@ -41,14 +47,27 @@ def warm_start(trainer, model_state=None, optimizer_state=None):
 
 def restore(trainer, path):
     """Load checkpoint `path` into `trainer`; CheckpointError when it was written with other settings."""
+    if os.path.isdir(path):
+        raise checkpoint.CheckpointError(f"checkpoint {path!r} is a directory: a checkpoint of --engine torchrec "
+                                         "(this run's engine writes one file)")
     state = checkpoint.load_checkpoint(path, map_location=trainer.device, required=REQUIRED)
+    check_settings(trainer, state, path)
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    restore_loop(trainer, state)
+
+
+def check_settings(trainer, state, path):
+    """CheckpointError when checkpoint `path` (its loaded `state`) was written with other settings."""
     settings = trainer.config.resume_settings()
     saved = {**SETTINGS_ADDED_LATER, **state["config"]}
     if saved != settings:
         differ = sorted(k for k, v in settings.items() if saved.get(k) != v)
         raise checkpoint.CheckpointError(f"checkpoint {path!r} was written with different settings: {differ}")
-    trainer.model.load_state_dict(state["model"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
+
+
+def restore_loop(trainer, state):
+    """Restore what capture_loop captured."""
     trainer.schedule.load_state_dict(state["schedule"])
     trainer.meter.load_state_dict(state["meter"] if "meter" in state else _meter_before_split(state))
     checkpoint.restore_rng_state(state["rng"])

@@ -123,6 +123,9 @@ def build_parser():
     train.add_argument("--engine", choices=ENGINES, default=d.engine,
                        help="amgp: amgp.DLRM under DDP; torchrec: TorchRec's DLRM under DistributedModelParallel "
                             "(needs amgp[torchrec]) (default %(default)s)")
+    train.add_argument("--full-allreduce", action="store_true",
+                       help="under torchrun: all-reduce full-size gradients (DDP's own hook) instead of the active "
+                            "blocks of the sparse MLP weights only")
     amgp = parser.add_argument_group("AMGP (phase lengths: steps like 40, or fractions of training like 0.1)")
     amgp.add_argument("--no-amgp", dest="amgp", action="store_false", help="dense baseline: no pruning")
     amgp.add_argument("--static-prune", action="store_true",

@@ -55,10 +55,12 @@ def ignored_flag(args, given, flags):
 def missing_file(args):
     """(A --raw-data-file that the run would not read is ignored_flag's error instead.)"""
     raw = args.raw_data_file if args.data_generation == "dataset" else None
-    for flag, path in (("--raw-data-file", raw), ("--load-model", args.load_model)):
-        if path is not None and not os.path.isfile(path):
-            return f"{flag} {path}: no such file" + (" (it is a directory)" if os.path.isdir(path) else "")
-    return None
+    if raw is not None and not os.path.isfile(raw):
+        return f"--raw-data-file {raw}: no such file" + (" (it is a directory)" if os.path.isdir(raw) else "")
+    path = args.load_model
+    if path is None or os.path.exists(path) or os.path.isdir(f"{path}.old"):
+        return None  # (a checkpoint of the other engine is refused on load, naming it)
+    return f"--load-model {path}: no such " + ("checkpoint directory" if args.engine == "torchrec" else "file")
 
 
 def architecture_problem(args, flags):

@@ -26,6 +26,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from .. import distributed
 from ..train import Trainer, build_optimizer
+from . import checkpoint
 from .sparsify import sparsify
 
 # Fused (in-backward) embedding optimizers fbgemm provides; AdamW's decoupled decay has none, so its
@@ -48,9 +49,6 @@ def check_config(config):
     if config.optimizer in ("adam", "adamw") and not config.use_gpu:
         raise ValueError(f"--engine torchrec on the CPU: fbgemm's CPU embedding kernels have no fused Adam, so "
                          f"--optimizer {config.optimizer} needs --use-gpu (on the CPU: sgd or adagrad)")
-    if config.save_model or config.load_model:
-        raise ValueError("--engine torchrec does not checkpoint yet (--save-model / --load-model): sharded tables "
-                         "need torch.distributed.checkpoint")
 
 
 def to_kjt(ids, keys):
@@ -173,12 +171,30 @@ class TorchRecTrainer(Trainer):
 
     def build_optimizer(self):
         dmp = self.model.dmp
-        dense = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())),
-                                      lambda params: build_optimizer(self.config, params))
+        self.dense_optimizer = None  # the torch optimizer inside the keyed wrapper: its state is checkpointed
+
+        def make_dense(params):
+            self.dense_optimizer = build_optimizer(self.config, params)
+            return self.dense_optimizer
+
+        dense = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())), make_dense)
         return CombinedOptimizer([("embeddings", dmp.fused_optimizer), ("dense", dense)])
+
+    def save(self, path, shown):
+        """A checkpoint directory on torch.distributed.checkpoint (amgp.torchrec.checkpoint). Collective."""
+        checkpoint.save(self, path)
+        if self.main:
+            shown.checkpoint(path, self.step)
+
+    def restore(self, path):
+        checkpoint.restore(self, path)
 
     def parallel_logits(self):
         return self.model.logits  # DMP already trains the dense part data-parallel
+
+    def data_parallel_module(self):
+        """DMP wraps the dense part in DistributedDataParallel (where it does: under several ranks)."""
+        return next((m for m in self.model.dmp.modules() if isinstance(m, nn.parallel.DistributedDataParallel)), None)
 
     def replicated_module(self):
         return self.dense_part  # names as in the DLRM: dense_arch.model._mlp.0._linear, over_arch.model.1, ...
