@@ -6,80 +6,20 @@ returns the report dict (amgp.run_report). The same loop trains the baselines: d
 and static pruning (static_prune=True). amgp.engines picks the Trainer of an engine.
 """
 import math
-import os
 
 import torch
 
 from . import checkpoint, comm_hook, distributed, trainer_state
-from .config import OPTIMIZERS, TrainConfig
+from .config import TrainConfig
 from .data import build_data, total_steps
-from .dlrm import DLRM
 from .interrupt import TrainingInterrupted, deferred_interrupt
 from .meter import CostMeter
 from .metrics import ctr_metrics
 from .progress import ProgressDisplay
 from .run_report import run_report
-from .schedule import GrowPruneSchedule
+from .trainer_parts import EngineParts, build_model, build_optimizer, build_schedule
 
 __all__ = ["Trainer", "TrainConfig", "build_model", "build_optimizer", "build_schedule", "evaluate"]
-
-
-def sparse_embedding_grad(config):
-    """Sparse embedding gradients where the optimizer applies them exactly (plain SGD, Adagrad), in a
-    single process (DistributedDataParallel over NCCL averages dense gradients only)."""
-    if distributed.launched_with_several_ranks():
-        return False
-    return config.weight_decay == 0 and (config.optimizer == "adagrad"
-                                          or (config.optimizer == "sgd" and config.momentum == 0))
-
-
-def build_model(config, data, device, sparse=True):
-    if config.arch_mlp_bot[0] != data.num_dense:  # else the first forward fails on dense_x's shape
-        raise ValueError(f"arch_mlp_bot starts with {config.arch_mlp_bot[0]} inputs, but the data has "
-                         f"{data.num_dense} dense features")
-    return DLRM(data.table_sizes, config.arch_sparse_feature_size, config.arch_mlp_bot, config.arch_mlp_top,
-                config.arch_interaction_op, config.arch_interaction_itself, block_size=config.block_size,
-                sparse=sparse, sparse_grad=sparse_embedding_grad(config), backend=config.backend, device=device)
-
-
-def build_optimizer(config, model):
-    """The optimizer for `model`'s parameters (or for `model`, an iterable of parameters)."""
-    params = model.parameters() if isinstance(model, torch.nn.Module) else model
-    lr, wd = config.learning_rate, config.weight_decay
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
-    if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
-
-
-def build_schedule(config, model, optimizer, total_steps, layers=None):
-    """AMGP schedule; static pruning (warmup, then one sparse phase to the end); or (config.amgp False)
-    a single dense phase. Rank 0 decides every mask change and broadcasts it, so masks and weights
-    never diverge across ranks. layers: the prefixes of `model`'s layers to prune (default
-    config.amgp_layers, which name amgp.DLRM's layers)."""
-    if config.static_prune:
-        phases = dict(final_dense=0, dense_steps=0, cycles=1, end_full_size=False)
-    else:
-        phases = dict(final_dense=config.amgp_final_dense, dense_steps=config.amgp_dense_steps,
-                      cycles=config.amgp_cycles if config.amgp else 0)
-    return GrowPruneSchedule(model, total_steps, optimizer, density=config.amgp_density, warmup=config.amgp_warmup,
-                             criterion=config.amgp_criterion, growth=config.amgp_growth,
-                             layers=config.amgp_layers if layers is None else layers,
-                             seed=config.seed, sync=distributed.broadcast_masks, **phases)
-
-
-def elastic_resume_path(config):
-    """In a worker torchrun restarted after a failure: the run's own latest checkpoint (save_model), if one
-    was written (a TorchRec engine directory may be at PATH.old after a save killed midway)."""
-    path = config.save_model
-    if path and distributed.restarted() and (os.path.exists(path) or os.path.isdir(f"{path}.old")):
-        return path
-    return None
 
 
 @torch.no_grad()
@@ -95,7 +35,7 @@ def evaluate(model, batches, device):
     return ctr_metrics(torch.cat(labels), torch.cat(probabilities))
 
 
-class Trainer:
+class Trainer(EngineParts):
     """Everything a run holds; `run()` trains to the end (or to stop_at_step) and reports.
 
     data: a data set to use instead of building it from `config` (an experiment reads a file once).
@@ -129,35 +69,11 @@ class Trainer:
         self.history = {"loss": [], "auc": []}  # (step, value) pairs
         # Losses of the steps since the last print_freq report: checkpointed, so a resume logs the same.
         self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
-        resume = config.load_model or elastic_resume_path(config)
+        resume = config.load_model or trainer_state.elastic_resume_path(config)
         if resume:
             self.restore(resume)
             if resume != config.load_model and self.main:
                 print(f"restarted: resuming from {resume} (step {self.step})", flush=True)
-
-    # ----- what the engine builds (amgp.torchrec.engine.TorchRecTrainer overrides these) ---------
-    def build_model(self):
-        return build_model(self.config, self.data, self.device)
-
-    def build_optimizer(self):
-        return build_optimizer(self.config, self.model)
-
-    def parallel_logits(self):
-        """(dense, sparse) -> logits, training across ranks (gradients averaged)."""
-        return distributed.data_parallel(self.model, "logits")
-
-    def pruned_layers(self):
-        """config.amgp_layers in the names of replicated_module()'s layers."""
-        return self.config.amgp_layers
-
-    def data_parallel_module(self):
-        """The DistributedDataParallel module that all-reduces the gradients, or None (one process)."""
-        return self.logits if isinstance(self.logits, torch.nn.parallel.DistributedDataParallel) else None
-
-    def replicated_module(self):
-        """The part of the model every rank holds whole: the schedule prunes its MLPs and the report
-        compares its state across ranks."""
-        return self.model
 
     # ----- the loop ----------------------------------------------------------------------------
     def save(self, path, shown):

@@ -82,3 +82,12 @@ def _meter_before_split(state):
     the data and evaluation clocks under "times"."""
     times = state.get("times", {})
     return {**state["schedule"], "other_times": {"data": times.get("data_s", 0.0), "eval": times.get("eval_s", 0.0)}}
+
+
+def elastic_resume_path(config):
+    """In a worker torchrun restarted after a failure: the run's own latest checkpoint (save_model), if one
+    was written (a TorchRec engine directory may be at PATH.old after a save killed midway)."""
+    path = config.save_model
+    if path and distributed.restarted() and (os.path.exists(path) or os.path.isdir(f"{path}.old")):
+        return path
+    return None
