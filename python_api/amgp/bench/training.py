@@ -169,6 +169,9 @@ def run_training_benchmarks(model_kinds, config_name, batch, densities, device="
     trained by `optimizer` (see OPTIMIZERS); the variants of one model are timed interleaved."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    if "dlrm" in model_kinds and optimizer in ("adam", "adamw"):
+        raise ValueError(f"the DLRM's embedding tables have sparse gradients, which {optimizer} does not take: "
+                         "use sgd or adagrad, or the MLP models")
     rows = []
     with tqdm(total=len(model_kinds), desc="amgp-bench training", unit="model", file=sys.stderr,
               disable=None if progress else True) as bar:  # None: a bar on a terminal only
