@@ -224,3 +224,20 @@ def test_kernel_bad_input_names_the_argument():
     with pytest.raises(RuntimeError, match="out_blocks"):
         active_sgd_step_(param, grad, None, torch.tensor([5], dtype=torch.int32), None, 4, 0.1, 0.0, 0.0, 0.0,
                          False, False)
+
+
+def test_opcheck_of_the_compiled_optimizer_ops():
+    """Schemas (which arguments are mutated), fake implementations and dispatch of the compiled ops."""
+    if not hasattr(torch.ops.amgp, "active_sgd_step_"):
+        pytest.skip("amgp_kernels._C is not built")
+    out_blocks, in_blocks = torch.tensor([1], dtype=torch.int32), torch.tensor([0, 2], dtype=torch.int32)
+
+    def tensors(n):
+        return [torch.rand(12, 10) for _ in range(n)]
+
+    torch.library.opcheck(torch.ops.amgp.active_sgd_step_.default,
+                          (*tensors(3), out_blocks, in_blocks, 4, 0.1, 0.01, 0.9, 0.1, False, False))
+    torch.library.opcheck(torch.ops.amgp.active_adam_step_.default,
+                          (*tensors(4), out_blocks, in_blocks, 4, 0.9, 0.999, 1e-8, 0.0, 0.99, 0.1, 0.5))
+    torch.library.opcheck(torch.ops.amgp.active_adagrad_step_.default,
+                          (*tensors(3), out_blocks, None, 4, 0.1, 0.0, 1e-10))
