@@ -46,6 +46,7 @@ def _pair(kind, opts, dtype, widths, block_size, seed):
                                    active_block_step=False)
     schedule_b = GrowPruneSchedule(model_b, 24, opt_b, density=0.5, warmup=3, final_dense=3, dense_steps=3,
                                    cycles=2, sync=lambda masks: {k: v.clone() for k, v in decided.items()})
+    schedule_b.active_step.min_inactive = 0  # these small layers, too
     return (model_a, opt_a, schedule_a), (model_b, opt_b, schedule_b)
 
 
@@ -108,6 +109,7 @@ def test_grow_prune_run_matches_torch_optim(kind, opts, dtype, block_size, hidde
                     assert torch.equal(value[inactive], state_b[key][inactive])
                     assert ((value.double() - state_b[key].double()).abs() <= 2 * bounds[pa][key]).all(), key
     assert sparse_steps > 0 and sched_b.active_step.fallback_reasons == set()
+    assert sched_b.active_step.used
     # state_dict: torch.optim's form, loadable into a fresh optimizer of the same kind.
     fresh = OPTIMIZERS[kind](model_b.parameters(), opts)
     fresh.load_state_dict(opt_b.state_dict())
@@ -141,7 +143,7 @@ def test_unsupported_options_fall_back_to_the_optimizers_own_step(make, reason):
     model_a, model_b = _sparse_model(), _sparse_model()
     opt_a, opt_b = make(model_a.parameters()), make(model_b.parameters())
     with pytest.warns(UserWarning, match=reason):
-        handle = install(opt_b, model_b)
+        handle = install(opt_b, model_b, min_inactive=0)
         _train(model_b, opt_b)
     _train(model_a, opt_a)
     assert any(reason in r for r in handle.fallback_reasons)
@@ -152,7 +154,7 @@ def test_unsupported_options_fall_back_to_the_optimizers_own_step(make, reason):
 def test_fallback_warns_once_and_a_closure_falls_back():
     model = _sparse_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    install(optimizer, model)
+    install(optimizer, model, min_inactive=0)
     x = torch.randn(4, 6)
 
     def closure():
@@ -171,7 +173,7 @@ def test_fallback_warns_once_and_a_closure_falls_back():
 def test_gradients_are_given_back_after_the_step():
     model = _sparse_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    install(optimizer, model)
+    install(optimizer, model, min_inactive=0)
     model(torch.randn(4, 6)).sum().backward()
     grads = [p.grad.clone() for p in model.parameters()]
     optimizer.step()
@@ -241,3 +243,17 @@ def test_opcheck_of_the_compiled_optimizer_ops():
                           (*tensors(4), out_blocks, in_blocks, 4, 0.9, 0.999, 1e-8, 0.0, 0.99, 0.1, 0.5))
     torch.library.opcheck(torch.ops.amgp.active_adagrad_step_.default,
                           (*tensors(3), out_blocks, None, 4, 0.1, 0.0, 1e-10))
+
+
+def test_min_inactive_chooses_the_optimizers_own_step_for_small_layers():
+    model = _sparse_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    handle = install(optimizer, model)  # default: 262144 inactive entries for SGD, these layers have far fewer
+    _train(model, optimizer)
+    assert not handle.used
+    handle.remove()
+    handle = install(optimizer, model, min_inactive=0)
+    _train(model, optimizer)
+    assert handle.used
+    with pytest.raises(ValueError, match="min_inactive"):
+        install(optimizer, model, min_inactive=-1)

@@ -5,8 +5,9 @@ Pruning (amgp.pruning.set_block_masks_, which GrowPruneSchedule and BlockPruner 
 zeroes inactive weights and every optimizer state entry shaped like them, and the kernels give inactive
 blocks exactly zero gradient. For SGD (momentum, dampening, nesterov, weight decay), Adagrad, Adam and
 AdamW the update of an inactive entry is then exactly a no-op, so `install(optimizer, model)` makes each
-step update the active blocks of every pruned SparseLinear only (amgp_kernels.active_step), and leaves
-every other parameter, and everything in dense phases, to the optimizer's own step. Param groups,
+step update only the active blocks of every pruned SparseLinear weight (amgp_kernels.active_step), and
+leaves every other parameter (biases included: their full-size update is cheaper than a call), and everything
+in dense phases, to the optimizer's own step. Param groups,
 hyper-parameters (read at every step: LR schedulers work), state and state_dict stay torch.optim's.
 Options whose update is not that no-op (amsgrad, maximize) or that torch.optim computes differently
 (fused, capturable, differentiable, tensor hyper-parameters), other optimizer classes, closures, sparse
@@ -16,6 +17,7 @@ import warnings
 
 import torch
 
+from amgp_kernels.checks import check_int
 from amgp_kernels.active_step import active_adagrad_step_, active_adam_step_, active_sgd_step_
 
 from .sparse_linear import SparseLinear
@@ -29,32 +31,40 @@ _FLAGS_OFF = {  # group options that must be off (False / None) for the block-sp
     torch.optim.Adagrad: ("maximize", "fused", "differentiable"),
 }
 _SCALARS = ("lr", "betas", "weight_decay", "momentum", "dampening", "eps", "lr_decay")
+# Skipping fewer inactive entries than this saves less than the call costs (10-25 us of Python and dispatch):
+# a full-size SGD update costs ~0.2-0.4 ns per entry on a CPU (its data in cache after the backward), Adam's and
+# Adagrad's several times that. Measured break-even for SGD on a 2-core CPU: 100-200 K inactive entries.
+MIN_INACTIVE = {torch.optim.SGD: 262144, torch.optim.Adam: 8192, torch.optim.AdamW: 8192, torch.optim.Adagrad: 8192}
 
 
-def install(optimizer, model):
-    """Make `optimizer.step()` update only the active blocks of `model`'s pruned SparseLinear parameters
-    (see the module docstring); returns the ActiveBlockStep (its remove() undoes this)."""
-    return ActiveBlockStep(optimizer, model)
+def install(optimizer, model, min_inactive=None):
+    """Make `optimizer.step()` update only the active blocks of `model`'s pruned SparseLinear weights
+    (see the module docstring); returns the ActiveBlockStep (its remove() undoes this). min_inactive: weights
+    with fewer inactive entries keep the optimizer's own step (default: MIN_INACTIVE of the optimizer's class;
+    both are exact, this only chooses the faster)."""
+    return ActiveBlockStep(optimizer, model, min_inactive)
 
 
 class ActiveBlockStep:
-    """Step pre-hook: block-sparse updates of pruned SparseLinear parameters, whose gradients it then hides
+    """Step pre-hook: block-sparse updates of pruned SparseLinear weights, whose gradients it then hides
     (None) from the optimizer's own step; the post-hook gives them back. `fallback_reasons`: why some
-    step was left to the optimizer in full (each also warned once)."""
+    step was left to the optimizer in full (each also warned once); `used`: whether a block-sparse update ran."""
 
-    def __init__(self, optimizer, model):
+    def __init__(self, optimizer, model, min_inactive=None):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.optimizer = optimizer
-        self.layers = {}  # parameter -> (its SparseLinear, is_bias)
-        for layer in model.modules():
-            if isinstance(layer, SparseLinear):
-                self.layers[layer.weight] = (layer, False)
-                if layer.bias is not None:
-                    self.layers[layer.bias] = (layer, True)
+        # weight -> its SparseLinear. Biases are left to the optimizer's own step: a full-size update of a bias
+        # costs less than a call of the block-sparse one.
+        self.layers = {layer.weight: layer for layer in model.modules() if isinstance(layer, SparseLinear)}
+        if min_inactive is not None:
+            check_int(min_inactive, "min_inactive", minimum=0)
+        self.min_inactive = MIN_INACTIVE.get(type(optimizer), 0) if min_inactive is None else min_inactive
+        self._inactive = {}  # weight -> (its layer's index generation, inactive entries)
         self.fallback_reasons = set()
+        self.used = False  # whether a block-sparse update has run
         self._hidden = []  # (param, grad) hidden from the optimizer's own step
         self._update = {torch.optim.SGD: self._sgd, torch.optim.Adam: self._adam, torch.optim.AdamW: self._adam,
                         torch.optim.Adagrad: self._adagrad}.get(type(optimizer))
@@ -97,14 +107,13 @@ class ActiveBlockStep:
         for group in optimizer.param_groups:
             reason = None
             for param in group["params"]:
-                entry = self.layers.get(param)
+                layer = self.layers.get(param)
                 grad = param.grad
-                if entry is None or grad is None:
+                if layer is None or grad is None:
                     continue
-                layer, is_bias = entry
-                out_blocks, in_blocks = layer.out_index, None if is_bias else layer.in_index
-                if out_blocks is None and in_blocks is None:
-                    continue  # every block of this parameter is active
+                out_blocks, in_blocks = layer._buffers["out_index"], layer._buffers["in_index"]
+                if (out_blocks is None and in_blocks is None) or self._inactive_entries(layer) < self.min_inactive:
+                    continue  # every block active, or too few inactive to be worth a call
                 reason = reason or self._group_reason(group) or "ok"
                 if reason != "ok":
                     self._fall_back(reason)
@@ -114,7 +123,15 @@ class ActiveBlockStep:
                     continue
                 self._update(group, param, grad, out_blocks, in_blocks, layer.block_size)
                 self._hidden.append((param, grad))
+                self.used = True
                 param.grad = None
+
+    def _inactive_entries(self, layer):
+        cached = self._inactive.get(layer.weight)
+        if cached is None or cached[0] != layer._index_generation:  # read once per mask change
+            active = int(layer.out_channel_mask.sum()) * int(layer.in_channel_mask.sum())
+            cached = self._inactive[layer.weight] = (layer._index_generation, layer.weight.numel() - active)
+        return cached[1]
 
     def _after(self, optimizer, args, kwargs):
         for param, grad in self._hidden:
