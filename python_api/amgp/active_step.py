@@ -95,7 +95,6 @@ class ActiveBlockStep:
                 return f"a tensor {name}"
         return None
 
-    @torch.no_grad()
     def _before(self, optimizer, args, kwargs):
         self._after(optimizer, args, kwargs)  # a step that raised left gradients hidden
         if self._update is None:
@@ -121,7 +120,8 @@ class ActiveBlockStep:
                 if grad.is_sparse or param.is_complex() or grad.dtype != param.dtype:
                     self._fall_back("a sparse, complex or differently typed gradient")
                     continue
-                self._update(group, param, grad, out_blocks, in_blocks, layer.block_size)
+                with torch.no_grad():  # step pre-hooks run outside the step's no_grad
+                    self._update(group, param, grad, out_blocks, in_blocks, layer.block_size)
                 self._hidden.append((param, grad))
                 self.used = True
                 param.grad = None
