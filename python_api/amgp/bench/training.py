@@ -143,7 +143,9 @@ def _variants(dense_sparse, densities, torch_model=None):
             prune_blocks(pruned, density)
             active = weight_density(pruned)
             limit = compacted_model(pruned)
-            variants += [("sparse_phase", density, pruned, active), ("sparse_full_step", density, pruned, active),
+            # Its own copy: a variant timed right after another on the same model would find it in cache.
+            variants += [("sparse_phase", density, pruned, active),
+                         ("sparse_full_step", density, copy.deepcopy(pruned), active),
                          ("compacted", density, limit, active), ("contract_floor", density, (limit, pruned), active)]
     return variants
 
