@@ -5,11 +5,14 @@ from . import reference
 from ._extension import LOAD_ERROR, _C
 from .api import block_linear
 from .backends import BACKENDS, BackendUnavailableError, available_backends, get_backend, set_backend
+from .backends import resolve as resolve_backend
 
 if _C is not None:  # autograd of the compiled ops is registered in C++ (csrc/autograd.cpp)
     from .autograd import register_fakes as _register_fakes
 
     _register_fakes("amgp::block_linear", "amgp::block_linear_backward", "amgp::_block_linear_forward")
+    for _name in ("active_sgd_step_", "active_adam_step_", "active_adagrad_step_"):  # in place, return nothing
+        torch.library.register_fake(f"amgp::{_name}")(lambda *args: None)
 
 __all__ = [
     "BACKENDS",
@@ -19,6 +22,7 @@ __all__ = [
     "build_info",
     "get_backend",
     "reference",
+    "resolve_backend",
     "set_backend",
 ]
 

@@ -35,6 +35,21 @@ TORCH_LIBRARY(amgp, m) {
       "block_linear_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor? y, "
       "Tensor? in_blocks, Tensor? out_blocks, int block_size, str activation, "
       "bool packed_in, bool packed_out, bool[3] output_mask, Tensor? packed_weight=None) -> (Tensor, Tensor, Tensor)");
+  // Optimizer steps over the active blocks of a parameter only (docs/design.md, "Block-sparse optimizer
+  // steps"): param is a weight (out x in; blocks of both sides) or a bias (1-D; in_blocks None). Each is
+  // torch.optim's single-tensor update of SGD / Adam(W) / Adagrad applied to the active entries; the caller
+  // computes the per-step scalars (bias corrections, decayed lr) as torch.optim does.
+  m.def(
+      "active_sgd_step_(Tensor(a!) param, Tensor grad, Tensor(b!)? momentum_buffer, Tensor? out_blocks, "
+      "Tensor? in_blocks, int block_size, float lr, float weight_decay, float momentum, float dampening, "
+      "bool nesterov, bool first_step) -> ()");
+  m.def(
+      "active_adam_step_(Tensor(a!) param, Tensor grad, Tensor(b!) exp_avg, Tensor(c!) exp_avg_sq, "
+      "Tensor? out_blocks, Tensor? in_blocks, int block_size, float beta1, float beta2, float eps, "
+      "float weight_decay, float decay_factor, float step_size, float bias_correction2_sqrt) -> ()");
+  m.def(
+      "active_adagrad_step_(Tensor(a!) param, Tensor grad, Tensor(b!) state_sum, Tensor? out_blocks, "
+      "Tensor? in_blocks, int block_size, float clr, float weight_decay, float eps) -> ()");
 }
 
 #ifdef AMGP_WITH_CUDA

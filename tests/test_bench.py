@@ -292,8 +292,10 @@ def test_training_benchmark_rows(monkeypatch):
     monkeypatch.setitem(cases.DLRM_CONFIGS, "tiny", small)
     rows = run_training_benchmarks(["mlp"], "tiny", batch=8, densities=[1.0, 0.5], block_size=16, warmup=0,
                                    repeats=1, copies=1, progress=False)
-    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase", "compacted", "contract_floor"]
-    sparse, limit, floor = rows[2], rows[3], rows[4]
+    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase", "sparse_full_step", "compacted",
+                                           "contract_floor"]
+    sparse, limit, floor = rows[2], rows[4], rows[5]
+    assert rows[3]["fraction_of_limit"] == pytest.approx(limit["median_ms"] / rows[3]["median_ms"])
     assert sparse["density"] == 0.5 and 0 < sparse["weight_density"] < 1
     assert limit["density"] == 0.5 and limit["weight_density"] == sparse["weight_density"]
     assert rows[1]["weight_density"] == 1.0
@@ -357,8 +359,24 @@ def test_training_dlrm_rows(monkeypatch):
     monkeypatch.setitem(cases.DLRM_CONFIGS, "tiny", {"bottom": [13, 64, 16], "top": [27 * 26 // 2 + 16, 64, 1]})
     rows = run_training_benchmarks(["dlrm"], "tiny", batch=8, densities=[0.5], block_size=16, warmup=0, repeats=1,
                                    copies=1, progress=False)
-    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase", "compacted", "contract_floor"]
+    assert [r["method"] for r in rows] == ["nn_linear", "dense_phase", "sparse_phase", "sparse_full_step", "compacted",
+                                           "contract_floor"]
     assert rows[0]["model"] == "dlrm:tiny" and 0 < rows[2]["weight_density"] < 1
+    with pytest.raises(ValueError, match="sparse gradients"):
+        run_training_benchmarks(["dlrm"], "tiny", batch=8, densities=[0.5], optimizer="adam", progress=False)
+
+
+@pytest.mark.parametrize("kind, widths", [("top", [24, 64, 32, 1]), ("bottom", [13, 64, 32])])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adagrad"])
+def test_training_one_mlp_with_each_optimizer(monkeypatch, kind, widths, optimizer):
+    """--training-model top / bottom time the config's MLP alone; --optimizer trains every variant with it."""
+    monkeypatch.setitem(cases.DLRM_CONFIGS, "tiny", {"bottom": [13, 64, 32], "top": [24, 64, 32, 1]})
+    rows = run_training_benchmarks([kind], "tiny", batch=8, densities=[0.5], block_size=16, warmup=0, repeats=1,
+                                   copies=1, progress=False, optimizer=optimizer)
+    assert {r["model"] for r in rows} == {f"{kind}:tiny"} and {r["optimizer"] for r in rows} == {optimizer}
+    assert all(r["error"] is None and r["median_ms"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        run_training_benchmarks([kind], "tiny", batch=8, densities=[0.5], optimizer="lbfgs", progress=False)
 
 
 def test_training_command_line_prints_the_table_and_writes_json(monkeypatch, tmp_path, capsys):
@@ -375,5 +393,6 @@ def test_training_command_line_prints_the_table_and_writes_json(monkeypatch, tmp
     assert {(r["model"], r["batch"]) for r in rows} == {(m, b) for m in ("mlp:tiny", "dlrm:tiny") for b in (8, 16)}
     for row in rows:
         assert row["error"] is None and row["median_ms"] > 0
-    assert {r["method"] for r in rows} == {"nn_linear", "dense_phase", "sparse_phase", "compacted", "contract_floor"}
+    assert {r["method"] for r in rows} == {"nn_linear", "dense_phase", "sparse_phase", "sparse_full_step", "compacted",
+                                           "contract_floor"}
     assert all(0 < r["weight_density"] < 1 for r in rows if r["method"] == "sparse_phase")

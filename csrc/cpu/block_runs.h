@@ -21,7 +21,7 @@ struct BlockRuns {
 // Validates `blocks` (1-D int32 on the CPU, sorted, unique, in range; undefined = all
 // blocks) and merges adjacent blocks into channel runs. The last block may be short.
 inline BlockRuns block_runs(const c10::optional<at::Tensor>& blocks, int64_t features,
-                            int64_t block_size, const char* name) {
+                            int64_t block_size, const char* name, const char* op = "amgp.block_linear") {
   const int64_t num_blocks = (features + block_size - 1) / block_size;
   BlockRuns out;
   auto add_block = [&](int64_t b) {
@@ -39,17 +39,17 @@ inline BlockRuns block_runs(const c10::optional<at::Tensor>& blocks, int64_t fea
     return out;
   }
   const at::Tensor& t = *blocks;
-  TORCH_CHECK(t.dim() == 1, "amgp.block_linear: ", name, " must be 1-D, got ", t.dim(), "-D");
-  TORCH_CHECK(t.scalar_type() == at::kInt, "amgp.block_linear: ", name, " must be int32, got ",
+  TORCH_CHECK(t.dim() == 1, op, ": ", name, " must be 1-D, got ", t.dim(), "-D");
+  TORCH_CHECK(t.scalar_type() == at::kInt, op, ": ", name, " must be int32, got ",
               t.scalar_type());
-  TORCH_CHECK(t.device().is_cpu(), "amgp.block_linear: ", name, " must be on the CPU with x, got ",
+  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be on the CPU, got ",
               t.device());
   const at::Tensor c = t.contiguous();
   const int32_t* idx = c.const_data_ptr<int32_t>();
   for (int64_t i = 0; i < c.numel(); ++i) {
-    TORCH_CHECK(idx[i] >= 0 && idx[i] < num_blocks, "amgp.block_linear: ", name, "[", i, "] = ",
+    TORCH_CHECK(idx[i] >= 0 && idx[i] < num_blocks, op, ": ", name, "[", i, "] = ",
                 idx[i], " is out of range [0, ", num_blocks, ")");
-    TORCH_CHECK(i == 0 || idx[i] > idx[i - 1], "amgp.block_linear: ", name,
+    TORCH_CHECK(i == 0 || idx[i] > idx[i - 1], op, ": ", name,
                 " must be sorted and unique (", name, "[", i, "] = ", idx[i], " follows ",
                 idx[i - 1], ")");
     add_block(idx[i]);

@@ -8,6 +8,9 @@ change only at these boundaries. What training costs is counted by the trainer (
 import dataclasses
 import warnings
 
+from amgp_kernels.checks import check_bool
+
+from .active_step import install as install_active_step
 from .phases import PHASE_KINDS, Phase, describe_phase, phase_at, plan_phases
 from .pruner import CRITERIA, BlockPruner
 from .pruning import weight_density
@@ -29,15 +32,22 @@ class GrowPruneSchedule:
     float, or {layer name: float}); `layers` limits pruning to names with the given prefixes; with
     `optimizer`, pruned optimizer state is zeroed; `sync` makes every rank apply the same masks
     (amgp.distributed.broadcast_masks: rank 0 decides).
+
+    active_block_step (default True, with `optimizer`): in sparse phases `optimizer.step()` updates only the
+    active blocks of the pruned layers (exact for SGD, Adam, AdamW, Adagrad; other optimizers and options
+    fall back to the optimizer's own step with a warning; see amgp.active_step).
     """
 
     def __init__(self, model, total_steps, optimizer=None, density=0.5, warmup=0.1, final_dense=0.2,
                  dense_steps=0.05, cycles=2, criterion="magnitude", growth="function_preserving", layers=None,
-                 seed=0, end_full_size=True, sync=None):
+                 seed=0, end_full_size=True, sync=None, active_block_step=True):
         self.model = model
         self.total_steps = total_steps
         self.phases = plan_phases(total_steps, warmup, final_dense, dense_steps, cycles, end_full_size)
         self.pruner = BlockPruner(model, optimizer, density, layers, criterion, growth, seed, sync)
+        check_bool(active_block_step, "active_block_step")
+        # The pruner zeroes pruned optimizer state: what makes skipping inactive blocks in the step exact.
+        self.active_step = install_active_step(optimizer, model) if active_block_step and optimizer is not None else None
         # A plan without sparse phases never touches the masks (a pruned model stays pruned).
         self.changes_masks = any(phase.sparse for phase in self.phases)
         self.linear_layers = [m for m in model.modules() if isinstance(m, SparseLinear)]
@@ -89,7 +99,11 @@ class GrowPruneSchedule:
         return self.pruner.decide_masks(phase.sparse)
 
     def remove_hooks(self):
+        """Remove the Taylor-score hooks and the block-sparse optimizer step."""
         self.pruner.remove_hooks()
+        if self.active_step is not None:
+            self.active_step.remove()
+            self.active_step = None
 
     @property
     def density(self):

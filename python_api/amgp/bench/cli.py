@@ -96,8 +96,11 @@ def build_parser():
     parser.add_argument("--training", action="store_true",
                         help="training-step benchmark (forward+backward+SGD step) of --preset's DLRM config "
                              "(default kaggle) at each --batch, instead of kernel benchmarks")
-    parser.add_argument("--training-model", choices=("mlp", "dlrm", "both"), default="both",
-                        help="with --training: the SparseMLP stack of the config, the amgp.DLRM, or both")
+    parser.add_argument("--training-model", choices=("mlp", "dlrm", "both", "top", "bottom"), default="both",
+                        help="with --training: the SparseMLP stack of the config, the amgp.DLRM, both, or the "
+                             "config's top or bottom MLP alone")
+    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "adagrad"), default="sgd",
+                        help="with --training: the torch.optim optimizer every variant trains with (default sgd)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
@@ -167,7 +170,7 @@ def _run_meta(args, argv):
                 mode="training" if args.training else "kernel")
     if args.training:
         meta.update(preset=args.preset or "kaggle", batches=args.batch or [cases.PRESET_BATCH],
-                    training_model=args.training_model)
+                    training_model=args.training_model, optimizer=args.optimizer)
     else:
         meta.update(preset=args.preset, shapes=[str(shape) for shape in args.shape_list])
     return meta
@@ -182,7 +185,8 @@ def _run_training(args):
     for batch in args.batch or [cases.PRESET_BATCH]:
         rows += run_training_benchmarks(kinds, args.preset or "kaggle", batch, args.densities, args.device,
                                         DTYPES[args.dtype], args.block_size, backend, args.warmup, args.repeats,
-                                        args.copies, args.seed, progress=not args.no_progress)
+                                        args.copies, args.seed, progress=not args.no_progress,
+                                        optimizer=args.optimizer)
     return rows
 
 

@@ -9,7 +9,9 @@ see compacted.py) and the contract floor ("contract_floor": the compacted model'
 plus what the op contract (docs/design.md) adds whatever the kernels do: full-size weight gradients written out,
 zeros included, and the optimizer step over the full-size parameters).
 "dlrm": the full amgp.DLRM (embeddings, dot interaction, both MLPs), the same three ways
-(sparse=False, i.e. nn.Linear MLPs, as the baseline).
+(sparse=False, i.e. nn.Linear MLPs, as the baseline). "top" / "bottom": the config's top or bottom MLP alone.
+The sparse phase steps the optimizer over the active blocks only (amgp.active_step, as GrowPruneSchedule does);
+"sparse_full_step" is the same pruned model stepped by the optimizer over its full-size parameters.
 """
 import copy
 import sys
@@ -19,13 +21,16 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import DLRM, SparseLinear, SparseMLP, prune_blocks
+from ..active_step import install as install_active_step
 from ..pruning import weight_density
 from . import metrics
 from .cases import DLRM_CONFIGS
 from .compacted import compacted_model
 from .timing import measure_interleaved
 
-MODELS = ("mlp", "dlrm")
+MODELS = ("mlp", "dlrm", "top", "bottom")
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+              "adagrad": torch.optim.Adagrad}
 LEARNING_RATE = 0.01
 DLRM_TABLES = 26  # Criteo's categorical features
 DLRM_TABLE_ROWS = 10_000
@@ -92,7 +97,7 @@ def training_step(model, batches, optimizer):
     return step
 
 
-def contract_floor_step(compacted, pruned, batches):
+def contract_floor_step(compacted, pruned, batches, optimizer_class=torch.optim.SGD):
     """step(i): the compacted model's forward and backward, then one SGD step over its parameters outside the
     MLPs (embeddings) and over full-size stand-ins of the pruned model's MLP parameters, each given a fresh
     full-size zero gradient. What no implementation of the op contract can avoid: the MLP parameters, their
@@ -103,7 +108,7 @@ def contract_floor_step(compacted, pruned, batches):
                  if isinstance(module, SparseLinear) for name, _ in module.named_parameters(recurse=False)}
     others = [compacted.get_parameter(name) for name, _ in pruned.named_parameters() if name not in mlp_names]
     full_size = [torch.zeros_like(p) for name, p in pruned.named_parameters() if name in mlp_names]
-    optimizer = torch.optim.SGD(others + full_size, lr=LEARNING_RATE)
+    optimizer = optimizer_class(others + full_size, lr=LEARNING_RATE)
 
     def step(i):
         inputs, label = batches[i % len(batches)]
@@ -117,10 +122,14 @@ def contract_floor_step(compacted, pruned, batches):
     return step
 
 
-def _step(method, model, batches):
+def _step(method, model, batches, optimizer="sgd"):
+    optimizer_class = OPTIMIZERS[optimizer]
     if method == "contract_floor":
-        return contract_floor_step(*model, batches)
-    return training_step(model, batches, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE))
+        return contract_floor_step(*model, batches, optimizer_class)
+    step_optimizer = optimizer_class(model.parameters(), lr=LEARNING_RATE)
+    if method == "sparse_phase":
+        install_active_step(step_optimizer, model)
+    return training_step(model, batches, step_optimizer)
 
 
 def _variants(dense_sparse, densities, torch_model=None):
@@ -134,8 +143,10 @@ def _variants(dense_sparse, densities, torch_model=None):
             prune_blocks(pruned, density)
             active = weight_density(pruned)
             limit = compacted_model(pruned)
-            variants += [("sparse_phase", density, pruned, active), ("compacted", density, limit, active),
-                         ("contract_floor", density, (limit, pruned), active)]
+            # Its own copy: a variant timed right after another on the same model would find it in cache.
+            variants += [("sparse_phase", density, pruned, active),
+                         ("sparse_full_step", density, copy.deepcopy(pruned), active),
+                         ("compacted", density, limit, active), ("contract_floor", density, (limit, pruned), active)]
     return variants
 
 
@@ -148,13 +159,21 @@ def _models_and_batches(kind, config_name, batch, copies, device, dtype, block_s
         return sparse, baseline, mlp_batches(config_name, batch, copies, device, dtype, seed)
     if kind == "dlrm":
         return dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size, backend, seed)
+    if kind in ("top", "bottom"):
+        return single_mlp_and_batches(config_name, kind, batch, copies, device, dtype, block_size, backend, seed)
     raise ValueError(f"training model must be one of {MODELS}, got {kind!r}")
 
 
 def run_training_benchmarks(model_kinds, config_name, batch, densities, device="cpu", dtype=torch.float32,
-                            block_size=32, backend=None, warmup=3, repeats=10, copies=3, seed=0, progress=True):
-    """Rows of training-step timings for each model kind in `model_kinds` ("mlp", "dlrm"); the
-    variants of one model are timed interleaved."""
+                            block_size=32, backend=None, warmup=3, repeats=10, copies=3, seed=0, progress=True,
+                            optimizer="sgd"):
+    """Rows of training-step timings for each model kind in `model_kinds` (see MODELS), every model
+    trained by `optimizer` (see OPTIMIZERS); the variants of one model are timed interleaved."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    if "dlrm" in model_kinds and optimizer in ("adam", "adamw"):
+        raise ValueError(f"the DLRM's embedding tables have sparse gradients, which {optimizer} does not take: "
+                         "use sgd or adagrad, or the MLP models")
     rows = []
     with tqdm(total=len(model_kinds), desc="amgp-bench training", unit="model", file=sys.stderr,
               disable=None if progress else True) as bar:  # None: a bar on a terminal only
@@ -164,11 +183,11 @@ def run_training_benchmarks(model_kinds, config_name, batch, densities, device="
                                                             block_size, backend, seed)
             variants = {f"{method}@{density:g}": (method, density, model, active)
                         for method, density, model, active in _variants(sparse, densities, baseline)}
-            steps = {name: _step(method, model, batches) for name, (method, _, model, _) in variants.items()}
+            steps = {name: _step(method, model, batches, optimizer) for name, (method, _, model, _) in variants.items()}
             timings, _ = measure_interleaved(steps, warmup, repeats, device)
             group = [{"model": f"{kind}:{config_name}", "batch": batch, "method": method, "density": density,
                       "weight_density": active, "dtype": str(dtype).replace("torch.", ""),
-                      "block_size": block_size, "backend": backend or "auto", "error": None,
+                      "block_size": block_size, "backend": backend or "auto", "optimizer": optimizer, "error": None,
                       **timings[name].summary()}
                      for name, (method, density, model, active) in variants.items()]
             _add_training_ratios(group)
@@ -208,4 +227,21 @@ def dlrm_model_and_batches(config_name, batch, copies, device, dtype, block_size
     batches = [((torch.randn(batch, config["bottom"][0], generator=generator).to(device, dtype),
                  torch.randint(0, DLRM_TABLE_ROWS, (batch, DLRM_TABLES), generator=generator).to(device)),
                 torch.randint(0, 2, (batch,), generator=generator).to(device, dtype)) for _ in range(copies)]
+    return sparse, plain, batches
+
+
+def single_mlp_and_batches(config_name, kind, batch, copies, device, dtype, block_size, backend, seed):
+    """The config's top MLP (logit out) or bottom MLP (ReLU out) alone: SparseMLP and nn.Sequential with the
+    same weights, and pre-made (input, label) batches (labels shaped like the output)."""
+    widths = DLRM_CONFIGS[config_name][kind]
+    torch.manual_seed(seed)
+    sparse = SparseMLP(widths, last_activation="relu" if kind == "bottom" else "none", block_size=block_size,
+                       backend=backend, device=device, dtype=dtype)
+    plain = _torch_mlp(widths, kind == "bottom", device, dtype)
+    for linear, layer in zip([m for m in plain if isinstance(m, nn.Linear)], sparse.layers):
+        linear.load_state_dict(layer.to_linear().state_dict())
+    generator = torch.Generator().manual_seed(seed)
+    batches = [((torch.randn(batch, widths[0], generator=generator).to(device, dtype),),
+                torch.randint(0, 2, (batch, widths[-1]), generator=generator).to(device, dtype))
+               for _ in range(copies)]
     return sparse, plain, batches

@@ -1,0 +1,53 @@
+"""SparseLinear's thin per-call path (docs/design.md, "The per-call path"): after a checked call, calls go straight
+to the op, yet every change that the checks or the backend choice depend on is still seen."""
+import pytest
+import torch
+
+import amgp_kernels
+from amgp import SparseLinear
+
+
+def _layer():
+    torch.manual_seed(0)
+    return SparseLinear(16, 12, block_size=4)
+
+
+def test_bad_input_after_fast_calls_still_names_the_argument():
+    layer, x = _layer(), torch.randn(3, 16)
+    layer(x)
+    layer(x)
+    with pytest.raises(ValueError, match=r"x.shape\[-1\]"):
+        layer(torch.randn(3, 15))
+    with pytest.raises(TypeError, match="dtype"):
+        layer(x.double())
+    layer(x)  # and the good call works again
+
+
+def test_mask_dtype_and_parameter_changes_are_seen():
+    layer, x = _layer(), torch.randn(3, 16)
+    layer(x)
+    layer.set_out_mask(torch.tensor([True, False, True]))
+    assert torch.equal(layer(x)[:, 4:8], torch.zeros(3, 4))
+    layer.out_mask[1] = True  # an in-place edit of the mask
+    assert layer(x)[:, 4:8].abs().sum() > 0
+    layer.double()
+    assert layer(x.double()).dtype == torch.float64
+    layer.weight = torch.nn.Parameter(torch.zeros(12, 16, dtype=torch.float64))
+    torch.testing.assert_close(layer(x.double()), layer.bias.expand(3, 12).detach())
+
+
+def test_backend_choice_is_read_at_every_call(monkeypatch):
+    layer, x = _layer(), torch.randn(3, 16)
+    expected = layer(x)
+    calls = []
+    reference = amgp_kernels.reference.block_linear
+    monkeypatch.setattr(amgp_kernels.reference, "block_linear", lambda *a: calls.append(1) or reference(*a))
+    amgp_kernels.set_backend("reference")
+    try:
+        torch.testing.assert_close(layer(x), expected)
+        layer(x)
+    finally:
+        amgp_kernels.set_backend(None)
+    assert len(calls) == 2
+    layer(x)
+    assert len(calls) == 2  # back on the compiled op
