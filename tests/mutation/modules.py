@@ -8,7 +8,7 @@ TRAINING = {
     "amgp/meter.py": ["test_cost_meter.py", "test_flops.py", "test_schedule.py"],
     "amgp/phases.py": ["test_phases.py", "test_schedule.py", "test_flops.py"],
     "amgp/sparse_mlp.py": ["test_sparse_mlp_construction.py", "test_sparse_mlp_and_pruning.py"],
-    "amgp/recurring.py": ["test_experiment.py"],
+    "amgp/recurring.py": ["test_recurring.py", "test_experiment.py"],
     "amgp/schedule.py": ["test_schedule.py", "test_sparsify.py"],
     "amgp/flops.py": ["test_flops.py"],
     "amgp/pruner.py": ["test_schedule.py", "test_pruning_several_consumers.py"],
