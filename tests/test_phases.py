@@ -48,3 +48,9 @@ def test_the_phase_of_a_step_and_its_description():
     assert phase_at(phases, 20) is phases[-1] and phase_at(phases, 500).kind == "final"
     assert describe_phase(phases[1]) == "sparse phase 1 (steps 2..8)"
     assert describe_phase(phases[-1]) == "final phase 4 (steps 16..19)"
+
+
+def test_the_default_plan():
+    """Defaults: warmup 10%, two sparse phases with 5% dense between them, final dense 20%."""
+    assert [(p.kind, p.start, p.end) for p in plan_phases(100)] == [
+        ("warmup", 0, 10), ("sparse", 10, 43), ("dense", 43, 48), ("sparse", 48, 80), ("final", 80, 100)]

@@ -13,6 +13,10 @@ def test_constructor_arguments_reach_every_layer():
     for layer in mlp.layers:
         assert layer.bias is None and layer.weight.dtype == torch.float64
         assert layer.backend == "reference" and layer.activation == "relu" and layer.block_size == 4
+    default = SparseMLP([64, 64, 1])  # defaults: 32-channel blocks, ReLU hidden layers, a linear output
+    assert [(layer.block_size, layer.activation, layer.bias is not None) for layer in default.layers] == [
+        (32, "relu", True), (32, "none", True)]
+    assert default.layers[0].packed_out and default.layers[1].packed_in
     single = SparseMLP((3, 2), block_size=2)  # one layer: input and output widths only
     assert single.sizes == [3, 2] and len(single.layers) == 1 and single.layers[0].activation == "none"
     assert single(torch.randn(5, 3)).shape == (5, 2)

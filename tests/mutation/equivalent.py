@@ -1,6 +1,10 @@
 """Surviving mutants reviewed as equivalent (no test can tell them apart from the code): mutant name ->
 (the mutated code, as run.py prints it from the diff's '+' lines; an entry whose code no longer matches is
-reported stale, not counted), one-line reason). Names are mutmut 3.8's."""
+reported stale, not counted), one-line reason). Names are mutmut 3.8's.
+
+NEEDS_GPU: survivors that are real bugs only a second device can show (a tensor made on the default device
+instead of the one asked for): on this CPU-only machine every device is the CPU. They count as not killed
+here; a GPU test that would catch them is named in the reason."""
 
 EQUIVALENT = {
     # amgp.meter: the cached FLOPs per sample are recomputed whenever the mask versions differ from the cached
@@ -30,4 +34,17 @@ EQUIVALENT = {
         'return self._criteo(self._next_rows, config, "XXthe next dayXX")', "unreachable message (next_day checks first)"),
     "amgp.recurring.xǁStagesǁnext_day__mutmut_29": (
         'return self._criteo(self._next_rows, config, "THE NEXT DAY")', "unreachable message (next_day checks first)"),
+}
+
+
+NEEDS_GPU = {
+    "amgp.sparse_mlp.xǁSparseMLPǁ__init____mutmut_24": (
+        "SparseLinear(sizes[i], sizes[i + 1], bias=bias, block_size=block_size, device=None, dtype=dtype,",
+        "test_sparse_mlp_construction.py::test_the_device_reaches_every_layer"),
+    "amgp.sparse_mlp.xǁSparseMLPǁ__init____mutmut_32": (
+        "SparseLinear(sizes[i], sizes[i + 1], bias=bias, block_size=block_size, dtype=dtype,",
+        "test_sparse_mlp_construction.py::test_the_device_reaches_every_layer"),
+    "amgp.recurring.x_continue_training__mutmut_31": (
+        "before = evaluate(trainer.model, trainer.test_batches, None)",
+        "test batches would stay on the CPU: a --use-gpu recurring run (no CPU-only test can tell)"),
 }

@@ -25,7 +25,7 @@ WORK = ROOT / ".mutation-work"
 MUTMUT = "mutmut==3.8.1"
 sys.path.insert(0, str(HERE))
 
-from equivalent import EQUIVALENT  # noqa: E402
+from equivalent import EQUIVALENT, NEEDS_GPU  # noqa: E402
 from modules import GROUPS, MODULES  # noqa: E402
 
 # Runs inside a module's scratch copy: mutmut's verdict for every mutant, and the diff of those not killed.
@@ -94,22 +94,25 @@ def added_lines(diff):
 
 
 def classify(verdicts):
-    """{status: [names]} with reviewed-equivalent survivors moved to "equivalent" (and stale entries reported)."""
+    """{status: [names]} with reviewed survivors moved to "equivalent" or "gpu-only" (stale entries reported)."""
     counts, unreviewed, stale = {}, [], []
     for name, (status, diff) in sorted(verdicts.items()):
-        if status == "survived" and name in EQUIVALENT:
-            if EQUIVALENT[name][0] == added_lines(diff):
-                status = "equivalent"
-            else:
-                stale.append(name)
+        for reviewed, new_status in ((EQUIVALENT, "equivalent"), (NEEDS_GPU, "gpu-only")):
+            if status == "survived" and name in reviewed:
+                if reviewed[name][0] == added_lines(diff):
+                    status = new_status
+                else:
+                    stale.append(name)
         counts.setdefault(status, []).append(name)
-        if status not in ("killed", "equivalent"):
+        if status not in ("killed", "equivalent", "gpu-only"):
             unreviewed.append((name, status, diff))
     return counts, unreviewed, stale
 
 
 def score(counts):
-    killed, total = len(counts.get("killed", [])), sum(len(v) for k, v in counts.items() if k != "equivalent")
+    """Killed among the mutants this machine can judge: all but the equivalent and the GPU-only ones."""
+    killed = len(counts.get("killed", []))
+    total = sum(len(v) for k, v in counts.items() if k not in ("equivalent", "gpu-only"))
     return killed / total if total else 1.0
 
 
@@ -145,13 +148,14 @@ def main(argv=None):
             print(f"-- stale entry in tests/mutation/equivalent.py (the mutant's code changed): {name}")
         print(f"== {module}: {summary[module]}", flush=True)
 
-    print(f"\n{'module':32} {'killed':>7} {'survived':>9} {'equivalent':>11} {'other':>6} {'score':>6}")
+    named = ("killed", "survived", "equivalent", "gpu-only")
+    print(f"\n{'module':28} {'killed':>7} {'survived':>9} {'equivalent':>11} {'gpu-only':>9} {'other':>6} {'score':>6}")
     for module in modules:
         row = summary[module]
-        other = sum(v for k, v in row.items() if k not in ("killed", "survived", "equivalent", "score"))
-        print(f"{module:32} {row.get('killed', 0):7} {row.get('survived', 0):9} {row.get('equivalent', 0):11} "
-              f"{other:6} {row['score']:6.0%}")
-    print("score: killed / (all mutants - reviewed equivalent); 'other': no tests, timeout, suspicious, segfault")
+        other = sum(v for k, v in row.items() if k not in (*named, "score"))
+        print(f"{module:28} {row.get('killed', 0):7} {row.get('survived', 0):9} {row.get('equivalent', 0):11} "
+              f"{row.get('gpu-only', 0):9} {other:6} {row['score']:6.0%}")
+    print("score: killed / (all - equivalent - gpu-only); other: no tests, timeout, suspicious, segfault")
     return 0
 
 
