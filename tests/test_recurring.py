@@ -16,6 +16,15 @@ CONFIG = TrainConfig(arch_sparse_feature_size=4, arch_embedding_size=[6, 20], ar
 
 def test_recurring_config_checks_name_the_setting():
     assert RecurringConfig(steps=1).steps == 1
+    assert RecurringConfig(drift=0.0, fraction=1.0).fraction == 1.0 and RecurringConfig(drift=1.0).drift == 1.0
+    for kwargs, name in (({"steps": "3"}, "recurring steps"), ({"drift": "x"}, "recurring drift"),
+                         ({"fraction": None}, "recurring fraction")):
+        with pytest.raises(TypeError, match=name):
+            RecurringConfig(**kwargs)
+    with pytest.raises(ValueError, match=r"recurring fraction must be in \(0, 1\], got 1.5"):
+        RecurringConfig(fraction=1.5)
+    with pytest.raises(ValueError, match=r"recurring drift must be in \[0, 1\], got 1.5"):
+        RecurringConfig(drift=1.5)
     with pytest.raises(ValueError, match="recurring steps"):
         RecurringConfig(steps=0)
     with pytest.raises(ValueError, match=r"recurring drift must be in \[0, 1\]"):
@@ -32,6 +41,20 @@ def test_the_next_day_has_its_steps_and_depends_on_the_seed():
     assert day0.num_batches == 3 and day0.day == 1 and day0.drift == 0.5
     first = [d.train_batch(0).dense for d in (day0, day0_again, day1)]
     assert torch.equal(first[0], first[1]) and not torch.equal(first[0], first[2])
+
+
+def test_offline_data_per_seed_and_a_criteo_file_split_between_the_stages(tmp_path):
+    stages = Stages(CONFIG)
+    assert stages.offline(3).seed == 3 and stages.offline(4).seed == 4
+    assert not torch.equal(stages.offline(3).train_batch(0).dense, stages.offline(4).train_batch(0).dense)
+    criteo = tmp_path / "days.txt"
+    criteo.write_text("".join("\t".join([str(i % 2)] + [str(i)] * 13 + ["a1"] * 26) + "\n" for i in range(20)))
+    on_criteo = dataclasses.replace(CONFIG, data_generation="dataset", raw_data_file=str(criteo), mini_batch_size=4)
+    assert Stages(on_criteo).offline(0).train.rows == 18  # no recurring stage: every line is offline
+    whole = Stages(on_criteo, RecurringConfig(fraction=1.0))
+    with pytest.raises(ValueError, match="^recurring fraction 1 makes the whole file the next day: no lines are left "
+                                         "for the offline stage$"):
+        whole.offline(0)
 
 
 def test_continue_training_runs_the_given_steps_once_without_pruning_or_loading(tmp_path, capsys):

@@ -110,8 +110,9 @@ def classify(verdicts):
 
 
 def score(counts):
-    """Killed among the mutants this machine can judge: all but the equivalent and the GPU-only ones."""
-    killed = len(counts.get("killed", []))
+    """Detected among the mutants this machine can judge (all but the equivalent and the GPU-only ones):
+    killed, or timed out (the mutant made a test hang: caught, though slowly)."""
+    killed = len(counts.get("killed", [])) + len(counts.get("timeout", []))
     total = sum(len(v) for k, v in counts.items() if k not in ("equivalent", "gpu-only"))
     return killed / total if total else 1.0
 
@@ -155,7 +156,7 @@ def main(argv=None):
         other = sum(v for k, v in row.items() if k not in (*named, "score"))
         print(f"{module:28} {row.get('killed', 0):7} {row.get('survived', 0):9} {row.get('equivalent', 0):11} "
               f"{row.get('gpu-only', 0):9} {other:6} {row['score']:6.0%}")
-    print("score: killed / (all - equivalent - gpu-only); other: no tests, timeout, suspicious, segfault")
+    print("score: (killed + timeout) / (all - equivalent - gpu-only); other: timeout, no tests, suspicious, segfault")
     return 0
 
 
