@@ -34,6 +34,9 @@ EQUIVALENT = {
         'return self._criteo(self._next_rows, config, "XXthe next dayXX")', "unreachable message (next_day checks first)"),
     "amgp.recurring.xǁStagesǁnext_day__mutmut_29": (
         'return self._criteo(self._next_rows, config, "THE NEXT DAY")', "unreachable message (next_day checks first)"),
+    # amgp.schedule: the applied-phase marker is compared with phase indices (ints): None and "" both never match.
+    "amgp.schedule.xǁGrowPruneScheduleǁ__init____mutmut_49": (
+        '# index of the phase whose masks the model holds', "never equal to a phase index, like None"),
 }
 
 
