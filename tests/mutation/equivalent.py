@@ -36,7 +36,7 @@ EQUIVALENT = {
         'return self._criteo(self._next_rows, config, "THE NEXT DAY")', "unreachable message (next_day checks first)"),
     # amgp.schedule: the applied-phase marker is compared with phase indices (ints): None and "" both never match.
     "amgp.schedule.xǁGrowPruneScheduleǁ__init____mutmut_49": (
-        '# index of the phase whose masks the model holds', "never equal to a phase index, like None"),
+        'self._applied_phase = ""  # index of the phase whose masks the model holds', "never equal to a phase index, like None"),
 }
 
 
