@@ -37,6 +37,30 @@ EQUIVALENT = {
     # amgp.schedule: the applied-phase marker is compared with phase indices (ints): None and "" both never match.
     "amgp.schedule.xǁGrowPruneScheduleǁ__init____mutmut_49": (
         'self._applied_phase = ""  # index of the phase whose masks the model holds', "never equal to a phase index, like None"),
+    # amgp.flops. LayerShape.flops / flops_per_sample: a density above 1 keeps every block, as 1.0 does.
+    "amgp.flops.xǁLayerShapeǁflops__mutmut_1": ("def flops(self, density=2.0):", "density 2 keeps every block, as 1"),
+    "amgp.flops.x_flops_per_sample__mutmut_1": (
+        "def flops_per_sample(shapes, density=2.0):", "density 2 keeps every block, as 1"),
+    # _solve_increasing: the coefficients are integers (6 x widths), so c1 + c2 is never 1, and at target ==
+    # c0 + c1 + c2 the formulas give exactly 1.0 too; c1 + c2 == 0 already means target <= c0.
+    "amgp.flops.x__solve_increasing__mutmut_2": (
+        "if target >= c0 + c1 + c2:" .replace(">=", ">"), "at equality the formulas give exactly 1.0 as well"),
+    "amgp.flops.x__solve_increasing__mutmut_10": (
+        "if target <= c0 or c1 + c2 == 1:", "integer multiples of 6 are never 1"),
+    # static_density: the densities tried still hold one of every cost step, lowest first.
+    "amgp.flops.x_static_density__mutmut_21": (
+        "edges = sorted({(k + 1.5) / n for n in block_counts for k in range(n)} | {0.0, 1.0})", "blocks_kept is max(1, round(s n)): (0, 1.5/n) is one cost step, still tried lower down: same blocks kept"),
+    "amgp.flops.x_static_density__mutmut_23": (
+        "edges = sorted({(k + 0.5) / n for n in block_counts for k in range(n)} | {1.0, 1.0})", "blocks_kept is max(1, round(s n)): (0, 1.5/n) is one cost step, still tried lower down: same blocks kept"),
+    "amgp.flops.x_static_density__mutmut_37": (
+        "for density in sorted(set(edges[2:]) | set(middles)):", "blocks_kept is max(1, round(s n)): (0, 1.5/n) is one cost step, still tried lower down: same blocks kept"),
+    "amgp.flops.x_static_density__mutmut_45": (
+        "if plan_fraction(shapes, phases, density) > fraction - 1e-12:",
+        "differs only when the cost is exactly fraction - 1e-12"),
+    "amgp.flops.x_static_density__mutmut_6": (
+        "if fraction > 1 - 1e-12:", "differs only for fraction == 1 - 1e-12 exactly"),
+    "amgp.flops.x_static_density__mutmut_48": (
+        "return 2.0", "unreachable: density 1.0 is always tried and always spends the fraction"),
 }
 
 
