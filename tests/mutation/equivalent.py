@@ -61,6 +61,16 @@ EQUIVALENT = {
         "if fraction > 1 - 1e-12:", "differs only for fraction == 1 - 1e-12 exactly"),
     "amgp.flops.x_static_density__mutmut_48": (
         "return 2.0", "unreachable: density 1.0 is always tried and always spends the fraction"),
+    # amgp.pruner
+    "amgp.pruner.xǁBlockPrunerǁ__init____mutmut_30": (
+        "self.collecting_scores = None  # Taylor scores accumulate only while set (the dense steps before a pruning)",
+        "None is falsy like False"),
+    "amgp.pruner.xǁBlockPrunerǁ__init____mutmut_42": (
+        'for name, layer, _ in self.pairs] if (criterion == "taylor") or True else []',
+        "magnitude pruning never reads the Taylor scores those hooks would collect: cost only"),
+    "amgp.pruner.xǁBlockPrunerǁapply_masks__mutmut_19": (
+        "generator = torch.Generator().manual_seed(hash((self.seed, step)) % (2**64))",
+        "another fixed seed per (seed, step): the same on every rank and on resume"),
 }
 
 
@@ -74,4 +84,10 @@ NEEDS_GPU = {
     "amgp.recurring.x_continue_training__mutmut_31": (
         "before = evaluate(trainer.model, trainer.test_batches, None)",
         "test batches would stay on the CPU: a --use-gpu recurring run (no CPU-only test can tell)"),
+    "amgp.pruner.xǁBlockPrunerǁ__init____mutmut_36": (
+        "self._taylor = {name: torch.zeros(layer.n_out_blocks, dtype=torch.float64, device=None)",
+        "Taylor scores of a GPU layer kept on the CPU (no CPU-only test can tell)"),
+    "amgp.pruner.xǁBlockPrunerǁ__init____mutmut_39": (
+        "self._taylor = {name: torch.zeros(layer.n_out_blocks, dtype=torch.float64, )",
+        "Taylor scores of a GPU layer kept on the CPU (no CPU-only test can tell)"),
 }
