@@ -48,4 +48,9 @@ OTHER = {
 }
 
 MODULES = {**TRAINING, **KERNELS, **OTHER}
+
+# Modules whose functions run in child processes (torch.multiprocessing ranks): mutmut only sees the calls made in
+# its own process, so the mutants it finds no test for are run again here, each in a fresh pytest process whose
+# children inherit the mutant (MUTANT_UNDER_TEST), against these test files.
+CHILD_PROCESS_TESTS = {"amgp/distributed.py": ["test_differing_state.py"]}
 GROUPS = {"training": TRAINING, "kernels": KERNELS, "other": OTHER, "all": MODULES}

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -26,7 +27,7 @@ MUTMUT = "mutmut==3.8.1"
 sys.path.insert(0, str(HERE))
 
 from equivalent import EQUIVALENT, NEEDS_GPU  # noqa: E402
-from modules import GROUPS, MODULES  # noqa: E402
+from modules import CHILD_PROCESS_TESTS, GROUPS, MODULES  # noqa: E402
 
 # Runs inside a module's scratch copy: mutmut's verdict for every mutant, and the diff of those not killed.
 _COLLECT = """
@@ -84,7 +85,34 @@ def run_module(module, tests, max_children):
         raise SystemExit(f"mutmut failed on {module} (exit {code}); see {work / 'run.log'}:\n{tail}")
     collected = subprocess.run([sys.executable, "-c", f"import sys; sys.path.append({str(TOOLS)!r})\n{_COLLECT}",
                                 module], cwd=work, env=env, capture_output=True, text=True, check=True)
-    return json.loads(collected.stdout)
+    verdicts = json.loads(collected.stdout)
+    if module in CHILD_PROCESS_TESTS:
+        verdicts = rerun_in_child_processes(work, env, verdicts, CHILD_PROCESS_TESTS[module], max_children)
+    return verdicts
+
+
+_PYTEST = "import sys; sys.path.append({tools!r}); import pytest; sys.exit(pytest.main(sys.argv[1:]))"
+
+
+def rerun_in_child_processes(work, env, verdicts, tests, max_children):
+    """Judge the mutants mutmut found no test for by running `tests` with MUTANT_UNDER_TEST set, which the
+    test's child processes inherit: a failing run kills the mutant."""
+    untested = [name for name, (status, _) in verdicts.items() if status == "no tests"]
+    args = ["-x", "-q", "-p", "no:cacheprovider", *(f"tests/{name}" for name in tests)]
+
+    def judge(name):
+        try:
+            code = subprocess.call([sys.executable, "-c", _PYTEST.format(tools=str(TOOLS)), *args], cwd=work / "mutants",
+                                   env={**env, "MUTANT_UNDER_TEST": name}, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=600)
+        except subprocess.TimeoutExpired:
+            return name, "timeout"
+        return name, "survived" if code == 0 else "killed"
+
+    with ThreadPoolExecutor(max_children) as pool:
+        for name, status in pool.map(judge, untested):
+            verdicts[name] = [status, verdicts[name][1]]
+    return verdicts
 
 
 def added_lines(diff):
