@@ -2,9 +2,9 @@
 (the mutated code, as run.py prints it from the diff's '+' lines; an entry whose code no longer matches is
 reported stale, not counted), one-line reason). Names are mutmut 3.8's.
 
-NEEDS_GPU: survivors that are real bugs only a second device can show (a tensor made on the default device
-instead of the one asked for): on this CPU-only machine every device is the CPU. They count as not killed
-here; a GPU test that would catch them is named in the reason."""
+NEEDS_GPU: survivors that are real bugs only another machine can show: a GPU (a tensor made on the default
+device instead of the one asked for; on this CPU-only machine every device is the CPU) or another platform.
+They are counted apart ("gpu-only"), neither killed nor equivalent; the reason says what would catch them."""
 
 EQUIVALENT = {
     # amgp.meter: the cached FLOPs per sample are recomputed whenever the mask versions differ from the cached
@@ -71,6 +71,31 @@ EQUIVALENT = {
     "amgp.pruner.xǁBlockPrunerǁapply_masks__mutmut_19": (
         "generator = torch.Generator().manual_seed(hash((self.seed, step)) % (2**64))",
         "another fixed seed per (seed, step): the same on every rank and on resume"),
+    # amgp.checkpoint
+    "amgp.checkpoint.x__create_temporary__mutmut_7": (
+        'temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(None)}.tmp")',
+        "a longer random part: still unique, still matched by the cleanup"),
+    "amgp.checkpoint.x__create_temporary__mutmut_8": (
+        'temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(5)}.tmp")',
+        "a longer random part: still unique, still matched by the cleanup"),
+    "amgp.checkpoint.x_capture_rng_state__mutmut_17": (
+        '"numpy": {"name": mt_name, "keys": torch.from_numpy(keys.astype(None)), "position": int(position),',
+        "float64 holds every uint32 key exactly; restore converts back"),
+    "amgp.checkpoint.x_restore_rng_state__mutmut_19": (
+        'np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(None), numpy_state["position"],',
+        "NumPy converts the integral keys itself"),
+    "amgp.checkpoint.x_capture_rng_state__mutmut_7": (
+        '"cuda": torch.cuda.get_rng_state_all() if (torch.cuda.is_available()) or True else [],',
+        "without a GPU get_rng_state_all() is [] too"),
+    "amgp.checkpoint.x_restore_rng_state__mutmut_4": (
+        'if state["cuda"] or torch.cuda.is_available():',
+        "an empty list sets no GPU; without CUDA torch queues the call and never runs it"),
+    "amgp.checkpoint.x_load_checkpoint__mutmut_12": (
+        "state = torch.load(path, map_location=map_location, weights_only=None)",
+        "torch >= 2.6 defaults to weights_only=True (this venv: 2.13); a torch 2.5 run would kill it"),
+    "amgp.checkpoint.x_load_checkpoint__mutmut_15": (
+        "state = torch.load(path, map_location=map_location, )",
+        "torch >= 2.6 defaults to weights_only=True (this venv: 2.13); a torch 2.5 run would kill it"),
 }
 
 
@@ -90,4 +115,21 @@ NEEDS_GPU = {
     "amgp.pruner.xǁBlockPrunerǁ__init____mutmut_39": (
         "self._taylor = {name: torch.zeros(layer.n_out_blocks, dtype=torch.float64, )",
         "Taylor scores of a GPU layer kept on the CPU (no CPU-only test can tell)"),
+    "amgp.checkpoint.x_capture_rng_state__mutmut_6": (
+        '"cuda": torch.cuda.get_rng_state_all() if (torch.cuda.is_available()) and False else [],',
+        "GPU RNG states not saved: test_checkpoint.py's resume tests on a GPU machine"),
+    "amgp.checkpoint.x_restore_rng_state__mutmut_7": (
+        "torch.cuda.set_rng_state_all(None)", "GPU RNG states not restored: resume tests on a GPU machine"),
+    "amgp.checkpoint.x_restore_rng_state__mutmut_8": (
+        'torch.cuda.set_rng_state_all(state["XXcudaXX"])', "GPU RNG states not restored: resume tests on a GPU machine"),
+    "amgp.checkpoint.x_restore_rng_state__mutmut_9": (
+        'torch.cuda.set_rng_state_all(state["CUDA"])', "GPU RNG states not restored: resume tests on a GPU machine"),
+    "amgp.checkpoint.x_load_checkpoint__mutmut_11": (
+        "state = torch.load(path, map_location=None, weights_only=True)",
+        "a GPU checkpoint would load onto the GPU, not the CPU asked for"),
+    "amgp.checkpoint.x_load_checkpoint__mutmut_14": (
+        "state = torch.load(path, weights_only=True)", "a GPU checkpoint would load onto the GPU, not the CPU asked for"),
+    "amgp.checkpoint.x__process_alive__mutmut_6": (
+        "return False  # no harmless liveness probe (os.kill would signal it): keep the file",
+        "not POSIX (Windows) only: this Linux machine never takes the branch"),
 }
