@@ -82,7 +82,7 @@ def run_module(module, tests, max_children):
                                stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
         tail = (work / "run.log").read_text(errors="replace")[-2000:]
-        raise SystemExit(f"mutmut failed on {module} (exit {code}); see {work / 'run.log'}:\n{tail}")
+        raise RuntimeError(f"mutmut failed on {module} (exit {code}); see {work / 'run.log'}:\n{tail}")
     collected = subprocess.run([sys.executable, "-c", f"import sys; sys.path.append({str(TOOLS)!r})\n{_COLLECT}",
                                 module], cwd=work, env=env, capture_output=True, text=True, check=True)
     verdicts = json.loads(collected.stdout)
@@ -167,7 +167,13 @@ def main(argv=None):
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for module in modules:
         print(f"== {module}: mutating, tests {', '.join(MODULES[module])}", flush=True)
-        counts, unreviewed, stale = classify(run_module(module, MODULES[module], args.max_children))
+        try:
+            verdicts = run_module(module, MODULES[module], args.max_children)
+        except RuntimeError as error:  # the next modules still run; this one is reported as not measured
+            print(error, flush=True)
+            summary.pop(module, None)
+            continue
+        counts, unreviewed, stale = classify(verdicts)
         summary[module] = {status: len(names) for status, names in counts.items()}
         summary[module]["score"] = round(score(counts), 3)
         summary_path.write_text(json.dumps(summary, indent=1, sort_keys=True))
@@ -179,7 +185,7 @@ def main(argv=None):
 
     named = ("killed", "survived", "equivalent", "gpu-only")
     print(f"\n{'module':28} {'killed':>7} {'survived':>9} {'equivalent':>11} {'gpu-only':>9} {'other':>6} {'score':>6}")
-    for module in modules:
+    for module in (m for m in modules if m in summary):
         row = summary[module]
         other = sum(v for k, v in row.items() if k not in (*named, "score"))
         print(f"{module:28} {row.get('killed', 0):7} {row.get('survived', 0):9} {row.get('equivalent', 0):11} "
