@@ -95,9 +95,10 @@ _PYTEST = "import sys; sys.path.append({tools!r}); import pytest; sys.exit(pytes
 
 
 def rerun_in_child_processes(work, env, verdicts, tests, max_children):
-    """Judge the mutants mutmut found no test for by running `tests` with MUTANT_UNDER_TEST set, which the
-    test's child processes inherit: a failing run kills the mutant."""
-    untested = [name for name, (status, _) in verdicts.items() if status == "no tests"]
+    """Judge again the mutants mutmut found no test for or saw survive (their function may be called in-process
+    by one test and in child processes by another) by running `tests` with MUTANT_UNDER_TEST set, which the
+    tests' child processes inherit: a failing run kills the mutant."""
+    untested = [name for name, (status, _) in verdicts.items() if status in ("no tests", "survived")]
     args = ["-x", "-q", "-p", "no:cacheprovider", *(f"tests/{name}" for name in tests)]
 
     def judge(name):
