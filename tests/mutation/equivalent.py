@@ -96,6 +96,16 @@ EQUIVALENT = {
     "amgp.checkpoint.x_load_checkpoint__mutmut_15": (
         "state = torch.load(path, map_location=map_location, )",
         "torch >= 2.6 defaults to weights_only=True (this venv: 2.13); a torch 2.5 run would kill it"),
+    # amgp.pruning
+    "amgp.pruning.x_prune_blocks__mutmut_33": (
+        'masks = [keep_top_blocks(block_magnitude(layer, consumers).masked_fill(~layer.out_mask, float("-INF")), density)',
+        'float("-INF") is float("-inf")'),
+    "amgp.pruning.x__uniform_like__mutmut_9": (
+        "values = torch.empty(tensor.shape, dtype=None).uniform_(-bound, bound, generator=generator)",
+        "the default dtype is float32; under another default the draws are still seeded alike on every rank"),
+    "amgp.pruning.x__uniform_like__mutmut_11": (
+        "values = torch.empty(tensor.shape, ).uniform_(-bound, bound, generator=generator)",
+        "the default dtype is float32; under another default the draws are still seeded alike on every rank"),
 }
 
 
@@ -132,4 +142,6 @@ NEEDS_GPU = {
     "amgp.checkpoint.x__process_alive__mutmut_6": (
         "return False  # no harmless liveness probe (os.kill would signal it): keep the file",
         "not POSIX (Windows) only: this Linux machine never takes the branch"),
+    "amgp.pruning.x__uniform_like__mutmut_13": (
+        "return values.to(device=None)", "grown values left on the CPU for a GPU layer: growth on a GPU machine"),
 }

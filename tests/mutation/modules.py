@@ -15,7 +15,7 @@ TRAINING = {
     "amgp/checkpoint.py": ["test_checkpoint_files.py", "test_checkpoint.py", "test_resume.py"],
     # test_distributed.py also runs amgp-dlrm in fresh interpreters, which cannot import the mutants' mutmut hooks.
     "amgp/distributed.py": ["test_distributed_single_process.py", "test_differing_state.py"],
-    "amgp/pruning.py": ["test_sparse_mlp_and_pruning.py", "test_pruning_several_consumers.py", "test_sparsify.py",
+    "amgp/pruning.py": ["test_pruning_functions.py", "test_sparse_mlp_and_pruning.py", "test_pruning_several_consumers.py", "test_sparsify.py",
                         "test_schedule.py"],
     "amgp/experiment.py": ["test_experiment_seeds.py", "test_experiment.py"],
     "amgp/sparsify.py": ["test_sparsify.py", "test_sparsify_chains_and_steps.py"],
