@@ -106,6 +106,18 @@ EQUIVALENT = {
     "amgp.pruning.x__uniform_like__mutmut_11": (
         "values = torch.empty(tensor.shape, ).uniform_(-bound, bound, generator=generator)",
         "the default dtype is float32; under another default the draws are still seeded alike on every rank"),
+    # amgp.sparsify
+    "amgp.sparsify.x__flatten__mutmut_5": (
+        "inner = pipeline_steps(value) if (isinstance(value, nn.Module)) or True else None",
+        "pipeline_steps answers None for a function as for any non-pipeline step"),
+    "amgp.sparsify.x__tie_pipeline__mutmut_44": (
+        'if fuse_relu and j >= i + 1 and _is_relu(steps[i + 1].value) and producer.activation == "none":',
+        "at j == i + 1, steps[i + 1] is the consumer, never a ReLU"),
+    "amgp.sparsify.x__tie_pipeline__mutmut_45": (
+        'if fuse_relu and j > i - 1 and _is_relu(steps[i + 1].value) and producer.activation == "none":',
+        "at j == i + 1, steps[i + 1] is the consumer, never a ReLU"),
+    "amgp.sparsify.x__use_counts__mutmut_2": (
+        "for _, sub in module.named_modules(remove_duplicate=None):", "None is falsy like False"),
 }
 
 

@@ -18,7 +18,7 @@ TRAINING = {
     "amgp/pruning.py": ["test_pruning_functions.py", "test_sparse_mlp_and_pruning.py", "test_pruning_several_consumers.py", "test_sparsify.py",
                         "test_schedule.py"],
     "amgp/experiment.py": ["test_experiment_seeds.py", "test_experiment.py"],
-    "amgp/sparsify.py": ["test_sparsify.py", "test_sparsify_chains_and_steps.py"],
+    "amgp/sparsify.py": ["test_sparsify_wiring.py", "test_sparsify.py", "test_sparsify_chains_and_steps.py"],
     "amgp/sparse_linear.py": ["test_sparse_linear.py", "test_tied_masks_after_moves.py", "test_sparsify.py"],
 }
 
