@@ -118,6 +118,64 @@ EQUIVALENT = {
         "at j == i + 1, steps[i + 1] is the consumer, never a ReLU"),
     "amgp.sparsify.x__use_counts__mutmut_2": (
         "for _, sub in module.named_modules(remove_duplicate=None):", "None is falsy like False"),
+    # amgp.sparse_linear
+    'amgp.sparse_linear.xǁSparseLinearǁ__init____mutmut_116': (
+        'self.register_buffer("out_index", None, persistent=None)',
+        'None is falsy like False: still not persistent'),
+    'amgp.sparse_linear.xǁSparseLinearǁ__init____mutmut_124': (
+        'self.register_buffer("in_index", None, persistent=None)',
+        'None is falsy like False: still not persistent'),
+    'amgp.sparse_linear.xǁSparseLinearǁ_apply__mutmut_4': (
+        'result = super()._apply(fn, **kwargs)',
+        'nn.Module passes _apply no positional extras; recurse has no children to reach here'),
+    'amgp.sparse_linear.xǁSparseLinearǁ_apply__mutmut_5': (
+        'result = super()._apply(fn, *args, )',
+        'only to_empty passes recurse=, and a SparseLinear has no children'),
+    'amgp.sparse_linear.xǁSparseLinearǁ_load_from_state_dict__mutmut_35': (
+        'self.refresh_indices(force=None)',
+        'the loaded masks were copied in place: their version changed, so every index is rebuilt anyway'),
+    'amgp.sparse_linear.xǁSparseLinearǁ_load_from_state_dict__mutmut_36': (
+        'self.refresh_indices(force=False)',
+        'the loaded masks were copied in place: their version changed, so every index is rebuilt anyway'),
+    'amgp.sparse_linear.xǁSparseLinearǁ_save_to_state_dict__mutmut_14': (
+        'destination.pop(prefix + name, )',
+        'the mask keys are always there to pop (persistent buffers)'),
+    'amgp.sparse_linear.xǁSparseLinearǁforward__mutmut_12': (
+        'self.packed_in, self.packed_out, backend=self.backend, validate=None,',
+        'validate=None is falsy like False'),
+    'amgp.sparse_linear.xǁSparseLinearǁforward__mutmut_23': (
+        'self.packed_in, self.packed_out, backend=self.backend, )',
+        "validate defaults to checking the layer's own index lists: same results, extra checks"),
+    'amgp.sparse_linear.xǁSparseLinearǁforward__mutmut_24': (
+        'self.packed_in, self.packed_out, backend=self.backend, validate=True,',
+        "checks the layer's own index lists: same results, extra checks"),
+    'amgp.sparse_linear.xǁSparseLinearǁfrom_linear__mutmut_9': (
+        'device = "meta" if (share_parameters) and False else linear.weight.device',
+        'allocates weights that are replaced at once by the shared ones: cost only'),
+    'amgp.sparse_linear.xǁSparseLinearǁfrom_linear__mutmut_42': (
+        'layer.refresh_indices(force=None)',
+        'the new mask tensors differ from the cached keys: every index is rebuilt anyway'),
+    'amgp.sparse_linear.xǁSparseLinearǁfrom_linear__mutmut_43': (
+        'layer.refresh_indices(force=False)',
+        'the new mask tensors differ from the cached keys: every index is rebuilt anyway'),
+    'amgp.sparse_linear.xǁSparseLinearǁrefresh_indices__mutmut_1': (
+        'def refresh_indices(self, force=True):',
+        'rebuilds index lists that are unchanged: a cache, same results'),
+    'amgp.sparse_linear.xǁSparseLinearǁrefresh_indices__mutmut_13': (
+        'if force or self._index_keys.get(None) != key:',
+        'rebuilds index lists that are unchanged: a cache, same results'),
+    'amgp.sparse_linear.xǁSparseLinearǁrefresh_indices__mutmut_27': (
+        'self._index_keys[name] = None',
+        'rebuilds index lists that are unchanged: a cache, same results'),
+    'amgp.sparse_linear.xǁSparseLinearǁreset_parameters__mutmut_11': (
+        'bound = 1 / math.sqrt(fan_in) if (fan_in > 0) or True else 0',
+        'in_features >= 1 always (checked): fan_in > 0 is always true'),
+    'amgp.sparse_linear.xǁSparseLinearǁreset_parameters__mutmut_15': (
+        'bound = 1 / math.sqrt(fan_in) if fan_in >= 0 else 0',
+        'in_features >= 1 always (checked): fan_in > 0 is always true'),
+    'amgp.sparse_linear.xǁSparseLinearǁreset_parameters__mutmut_17': (
+        'bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 1',
+        'in_features >= 1 always (checked): the else branch is unreachable'),
 }
 
 
@@ -156,4 +214,49 @@ NEEDS_GPU = {
         "not POSIX (Windows) only: this Linux machine never takes the branch"),
     "amgp.pruning.x__uniform_like__mutmut_13": (
         "return values.to(device=None)", "grown values left on the CPU for a GPU layer: growth on a GPU machine"),
+    'amgp.sparse_linear.xǁSparseLinearǁ__init____mutmut_107': (
+        'self.register_buffer("in_mask", torch.ones(num_blocks(in_features, block_size), dtype=torch.bool, device=None))',
+        'in_mask made on the default device: a GPU-constructed layer'),
+    'amgp.sparse_linear.xǁSparseLinearǁ__init____mutmut_110': (
+        'self.register_buffer("in_mask", torch.ones(num_blocks(in_features, block_size), dtype=torch.bool, ))',
+        'in_mask made on the default device: a GPU-constructed layer'),
+    'amgp.sparse_linear.xǁSparseLinearǁ__init____mutmut_91': (
+        'self.register_buffer("out_mask", torch.ones(num_blocks(out_features, block_size), dtype=torch.bool, device=None))',
+        'out_mask made on the default device: a GPU-constructed layer'),
+    'amgp.sparse_linear.xǁSparseLinearǁ__init____mutmut_94': (
+        'self.register_buffer("out_mask", torch.ones(num_blocks(out_features, block_size), dtype=torch.bool, ))',
+        'out_mask made on the default device: a GPU-constructed layer'),
+    'amgp.sparse_linear.xǁSparseLinearǁ__init____mutmut_120': (
+        'self.register_buffer("XXout_indexXX", None, persistent=False)',
+        'the index list is a plain attribute, not moved by .to(): a layer moved to a GPU'),
+    'amgp.sparse_linear.xǁSparseLinearǁ__init____mutmut_121': (
+        'self.register_buffer("OUT_INDEX", None, persistent=False)',
+        'the index list is a plain attribute, not moved by .to(): a layer moved to a GPU'),
+    'amgp.sparse_linear.xǁSparseLinearǁ__init____mutmut_128': (
+        'self.register_buffer("XXin_indexXX", None, persistent=False)',
+        'the index list is a plain attribute, not moved by .to(): a layer moved to a GPU'),
+    'amgp.sparse_linear.xǁSparseLinearǁ__init____mutmut_129': (
+        'self.register_buffer("IN_INDEX", None, persistent=False)',
+        'the index list is a plain attribute, not moved by .to(): a layer moved to a GPU'),
+    'amgp.sparse_linear.xǁSparseLinearǁ_set_mask__mutmut_10': (
+        'mask = as_block_mask(mask, buffer.numel(), name, device=None)',
+        'the new mask is built on the CPU and copied: a GPU layer (same values)'),
+    'amgp.sparse_linear.xǁSparseLinearǁ_set_mask__mutmut_14': (
+        'mask = as_block_mask(mask, buffer.numel(), name, )',
+        'the new mask is built on the CPU and copied: a GPU layer (same values)'),
+    'amgp.sparse_linear.xǁSparseLinearǁfrom_linear__mutmut_8': (
+        'device = None',
+        'masks made on the default device: from_linear of a GPU Linear'),
+    'amgp.sparse_linear.xǁSparseLinearǁfrom_linear__mutmut_18': (
+        'device=None, dtype=linear.weight.dtype, activation=activation, backend=backend)',
+        'the copy made on the default device: from_linear of a GPU Linear'),
+    'amgp.sparse_linear.xǁSparseLinearǁfrom_linear__mutmut_26': (
+        'dtype=linear.weight.dtype, activation=activation, backend=backend)',
+        'the copy made on the default device: from_linear of a GPU Linear'),
+    'amgp.sparse_linear.xǁSparseLinearǁto_linear__mutmut_5': (
+        'device=None, dtype=self.weight.dtype)',
+        'the nn.Linear made on the default device: to_linear of a GPU layer'),
+    'amgp.sparse_linear.xǁSparseLinearǁto_linear__mutmut_10': (
+        'dtype=self.weight.dtype)',
+        'the nn.Linear made on the default device: to_linear of a GPU layer'),
 }

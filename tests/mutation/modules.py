@@ -19,7 +19,7 @@ TRAINING = {
                         "test_schedule.py"],
     "amgp/experiment.py": ["test_experiment_seeds.py", "test_experiment.py"],
     "amgp/sparsify.py": ["test_sparsify_wiring.py", "test_sparsify.py", "test_sparsify_chains_and_steps.py"],
-    "amgp/sparse_linear.py": ["test_sparse_linear.py", "test_tied_masks_after_moves.py", "test_sparsify.py"],
+    "amgp/sparse_linear.py": ["test_sparse_linear_api.py", "test_sparse_linear.py", "test_tied_masks_after_moves.py", "test_sparsify.py"],
 }
 
 # The Python side of amgp_kernels (the compiled extension and the Triton kernels are not mutated).
