@@ -17,15 +17,15 @@ CONFIG = TrainConfig(arch_sparse_feature_size=4, arch_embedding_size=[6, 20], ar
 def test_recurring_config_checks_name_the_setting():
     assert RecurringConfig(steps=1).steps == 1
     assert RecurringConfig(drift=0.0, fraction=1.0).fraction == 1.0 and RecurringConfig(drift=1.0).drift == 1.0
-    for kwargs, name in (({"steps": "3"}, "recurring steps"), ({"drift": "x"}, "recurring drift"),
-                         ({"fraction": None}, "recurring fraction")):
+    for kwargs, name in (({"steps": "3"}, "^recurring steps must be"), ({"drift": "x"}, "^recurring drift must be"),
+                         ({"fraction": None}, "^recurring fraction must be")):
         with pytest.raises(TypeError, match=name):
             RecurringConfig(**kwargs)
     with pytest.raises(ValueError, match=r"recurring fraction must be in \(0, 1\], got 1.5"):
         RecurringConfig(fraction=1.5)
     with pytest.raises(ValueError, match=r"recurring drift must be in \[0, 1\], got 1.5"):
         RecurringConfig(drift=1.5)
-    with pytest.raises(ValueError, match="recurring steps"):
+    with pytest.raises(ValueError, match="^recurring steps must be"):
         RecurringConfig(steps=0)
     with pytest.raises(ValueError, match=r"recurring drift must be in \[0, 1\]"):
         RecurringConfig(drift=-0.1)

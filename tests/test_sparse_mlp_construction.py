@@ -31,7 +31,7 @@ def test_the_device_reaches_every_layer():
 
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"sizes": [4]}, ValueError, r"sizes must list at least 2 widths \(input and output\), got \[4\]"),
-    ({"packed": "yes"}, TypeError, "packed"),
+    ({"packed": "yes"}, TypeError, "^packed must be a bool, got str$"),
 ])
 def test_bad_arguments_name_themselves(kwargs, error, message):
     with pytest.raises(error, match=message):
