@@ -61,9 +61,9 @@ def test_continue_training_runs_the_given_steps_once_without_pruning_or_loading(
     offline = Trainer(CONFIG)
     offline.run()
     state = offline.model.state_dict()
-    # Settings of the offline run that must not carry over: pruning, more batches and epochs, a file to load,
+    # Settings of the offline run that must not carry over: pruning, other batch and epoch counts, a file to load,
     # an early stop.
-    config = dataclasses.replace(CONFIG, static_prune=True, num_batches=50, nepochs=3, stop_at_step=1,
+    config = dataclasses.replace(CONFIG, static_prune=True, num_batches=2, nepochs=3, stop_at_step=1,
                                  load_model=str(tmp_path / "missing.pt"), progress=True)
     data = Stages(CONFIG, RecurringConfig(steps=4)).next_day(0)
     capsys.readouterr()
