@@ -29,7 +29,10 @@ def test_summary_reports_flops_samples_and_time_per_phase_kind():
         "mlp_flops_dense": 20 * dense, "mlp_flops_computed": 10 * dense + 10 * sparse,
         "mlp_flops_saving": 1 - (dense + sparse) / (2 * dense), "samples": 20,
         "phase_times_s": {**dict.fromkeys(PHASE_KINDS, 0.0), "dense": 2.0},
-        "phase_steps": {**dict.fromkeys(PHASE_KINDS, 0), "dense": 1, "sparse": 1}}
+        "phase_steps": {**dict.fromkeys(PHASE_KINDS, 0), "dense": 1, "sparse": 1},
+        # one process: no gradient all-reduce, so none of its bytes
+        **{name: dict.fromkeys(PHASE_KINDS, 0) for name in ("allreduce_bytes", "allreduce_bytes_full",
+                                                            "mlp_allreduce_bytes", "mlp_allreduce_bytes_full")}}
     assert meter.other_times == {"evaluation": 3.0}
 
 
