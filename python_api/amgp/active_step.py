@@ -161,7 +161,9 @@ class ActiveBlockStep:
         state["step"] += 1
         step = state["step"].item()
         lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
-        decoupled = group.get("decoupled_weight_decay", False) and weight_decay != 0
+        # torch >= 2.6 marks AdamW's groups decoupled_weight_decay=True; older AdamW has no such key but decouples
+        decoupled = group.get("decoupled_weight_decay", isinstance(self.optimizer, torch.optim.AdamW)) \
+            and weight_decay != 0
         active_adam_step_(param, grad, state["exp_avg"], state["exp_avg_sq"], out_blocks, in_blocks, block_size,
                           beta1, beta2, group["eps"], 0.0 if decoupled else weight_decay,
                           1 - lr * weight_decay if decoupled else 1.0, lr / (1 - beta1**step),
