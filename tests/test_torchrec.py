@@ -120,10 +120,11 @@ def test_meta_dense_layers_are_refused_before_dmp_would_zero_the_masks():
         sparsify(model)
 
 
+# Both MLPs pruned (--amgp-layers all; the default is the top MLP alone), so every layer kind is exercised.
 TINY = ["--arch-sparse-feature-size", "8", "--arch-embedding-size", "50-40-30", "--arch-mlp-bot", "13-32-8",
         "--arch-mlp-top", "32-16-1", "--mini-batch-size", "64", "--num-batches", "24", "--num-test-batches", "1",
         "--block-size", "8", "--amgp-warmup", "4", "--amgp-dense-steps", "2", "--amgp-final-dense", "4",
-        "--amgp-cycles", "3", "--print-freq", "1", "--no-progress", "--engine", "torchrec"]
+        "--amgp-cycles", "3", "--print-freq", "1", "--no-progress", "--engine", "torchrec", "--amgp-layers", "all"]
 
 
 @needs_torchrec
@@ -276,7 +277,7 @@ def test_a_checkpoint_saved_on_two_ranks_loads_on_one(runs):
     config = TrainConfig(arch_sparse_feature_size=8, arch_embedding_size=[50, 40, 30], arch_mlp_bot=[13, 32, 8],
                          arch_mlp_top=[32, 16, 1], mini_batch_size=64, num_batches=24, num_test_batches=1, block_size=8,
                          amgp_warmup=4, amgp_dense_steps=2, amgp_final_dense=4, amgp_cycles=3, print_freq=1,
-                         progress=False, engine="torchrec", load_model=path)
+                         progress=False, engine="torchrec", load_model=path, amgp_layers=None)
     try:
         trainer = TorchRecTrainer(config)
         assert trainer.step == 20
