@@ -85,9 +85,10 @@ def run_experiment(config, methods=DEFAULT_METHODS, seeds=1, recurring=None, wri
     """Train every method in `methods` with seeds config.seed, config.seed + 1, ... (`seeds` of them),
     then (with a RecurringConfig) continue each final model on the next day. jobs > 1 runs that many
     seeds at once in spawned worker processes (each with its share of the CPU threads; the data, steps
-    and seeds are the same; a script that calls this needs the `if __name__ == "__main__":` guard). Returns {"methods", "seeds", "budget", "runs": {method: [report per seed]},
-    "summary": {method: ...}, "amgp_against": {method: paired difference}} and, with recurring,
-    "recurring": {"settings", "runs", "summary", "amgp_against"}."""
+    and seeds are the same; a script that calls this needs the `if __name__ == "__main__":` guard).
+    Returns {"methods", "seeds", "budget", "runs": {method: [report per seed]}, "summary": {method: ...},
+    "amgp_against": {method: paired difference}} and, with recurring, "recurring": {"settings", "runs",
+    "summary", "amgp_against"}."""
     methods = list(methods)
     unknown = [m for m in methods if m not in METHODS]
     if not methods or unknown or len(set(methods)) != len(methods):
