@@ -173,3 +173,12 @@ def contract_with_grads(x, weight, bias, in_blocks, out_blocks, block_size, acti
     y = y[:, m_out.bool()] if packed_out else y
     grad_x = grad_x[:, m_in.bool()] if packed_in else grad_x
     return y.reshape(*x.shape[:-1], y.shape[-1]), grad_x.reshape(x.shape), grad_w, grad_b
+
+
+def kept_weight_grad_writes():
+    """How the C++ CPU kernel has written pruned layers' full-size weight gradients in this process:
+    {"whole": n, "active_blocks": n} (see csrc/cpu/kept_weight_grads.h); None without the extension."""
+    if _C is None:
+        return None
+    whole, active = _C.kept_weight_grad_writes()
+    return {"whole": whole, "active_blocks": active}

@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "cpu/kept_weight_grads.h"
 #include "outputs.h"
 
 #ifndef AMGP_CUDA_ARCHS
@@ -94,6 +95,10 @@ pybind11::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "amgp compiled kernels: registers the torch.ops.amgp operators";
   m.def("build_info", &build_info, "What this build of amgp_kernels._C contains.");
+  m.def("kept_weight_grad_writes", [] {
+        auto& kept = amgp::kept_weight_grads();
+        return std::make_pair(kept.whole_writes.load(), kept.active_writes.load());
+      }, "(whole, active blocks only): how the CPU kernel wrote pruned weight gradients so far.");
   m.def("set_poison_outputs", [](bool on) { amgp::poison_outputs().store(on); },
         "Test mode: fill new outputs with NaN before kernels write them.");
 }

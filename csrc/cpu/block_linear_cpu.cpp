@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "block_runs.h"
+#include "kept_weight_grads.h"
 #include "op_checks.h"
 #include "outputs.h"
 #include "workspace.h"
@@ -274,6 +275,39 @@ Tensor grad_through_activation(const Tensor& dy, const Tensor& y, const BlockRun
   return dy_p;
 }
 
+// The packed weight gradient dw_p (active rows x active columns) into the full-size `grad_w`: its active
+// blocks, and exact zeros everywhere else unless `zeros_kept` says they are there from an earlier write.
+template <typename scalar_t>
+void write_weight_grad(const Tensor& dw_p, const BlockRuns& out_runs, const BlockRuns& in_runs, bool zeros_kept,
+                       const Tensor& grad_w) {
+  const int64_t out_f = grad_w.size(0), in_f = grad_w.size(1);
+  const scalar_t* s = dw_p.const_data_ptr<scalar_t>();
+  scalar_t* o = grad_w.mutable_data_ptr<scalar_t>();
+  // Row i of dw_p is output channel out_channel[i]; other rows are zero.
+  std::vector<int64_t> packed_row(out_f, -1);
+  int64_t i = 0;
+  for (const Run& run : out_runs.runs)
+    for (int64_t r = run.start; r < run.start + run.length; ++r) packed_row[r] = i++;
+  at::parallel_for(0, out_f, kRowGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      scalar_t* row = o + r * in_f;
+      if (packed_row[r] < 0) {
+        if (!zeros_kept) std::memset(row, 0, in_f * sizeof(scalar_t));
+        continue;
+      }
+      const scalar_t* packed = s + packed_row[r] * in_runs.channels;
+      if (!zeros_kept) {
+        unpack_row(packed, in_runs, in_f, row, identity<scalar_t>);
+      } else {
+        for (const Run& run : in_runs.runs) {
+          std::memcpy(row + run.start, packed, run.length * sizeof(scalar_t));
+          packed += run.length;
+        }
+      }
+    }
+  });
+}
+
 std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
     const Tensor& grad_y, const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& y_opt,
     const c10::optional<Tensor>& in_blocks, const c10::optional<Tensor>& out_blocks, int64_t block_size,
@@ -324,25 +358,15 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
     if (output_mask[1]) {  // dW = dy'^T @ x, full-size with zeros outside the active blocks
       const Tensor x_p = packed_input<scalar_t>(x2, in_runs, packed_in);
       if (in_runs.all && out_runs.all) {
+        kept_weight_grads().release(weight);
         grad_w = new_output({out_f, in_f}, w.options());
         at::mm_out(grad_w, dy_p.t(), x_p);
       } else {
         Tensor dw_p = scratch(Scratch::kOutput, out_runs.channels, in_runs.channels, w.options());
         at::mm_out(dw_p, dy_p.t(), x_p);
-        grad_w = new_output({out_f, in_f}, w.options());
-        const scalar_t* s = dw_p.const_data_ptr<scalar_t>();
-        scalar_t* o = grad_w.mutable_data_ptr<scalar_t>();
-        // Row i of dw_p is output channel out_channel[i]; other rows are zero.
-        std::vector<int64_t> packed_row(out_f, -1);
-        int64_t i = 0;
-        for (const Run& run : out_runs.runs)
-          for (int64_t r = run.start; r < run.start + run.length; ++r) packed_row[r] = i++;
-        at::parallel_for(0, out_f, kRowGrain, [&](int64_t begin, int64_t end) {
-          for (int64_t r = begin; r < end; ++r) {
-            if (packed_row[r] < 0) std::memset(o + r * in_f, 0, in_f * sizeof(scalar_t));
-            else unpack_row(s + packed_row[r] * in_runs.channels, in_runs, in_f, o + r * in_f, identity<scalar_t>);
-          }
-        });
+        const WeightGradTarget target = kept_weight_grads().target(weight, out_runs, in_runs);
+        write_weight_grad<scalar_t>(dw_p, out_runs, in_runs, target.zeros_kept, target.tensor);
+        grad_w = target.tensor;
       }
     }
 
