@@ -278,3 +278,39 @@ def test_state_dict_round_trip_resumes_bit_identically(kind):
     assert handle.used
     for p, q in zip(model.parameters(), twin.parameters()):
         assert torch.equal(p, q)
+
+
+def test_the_schedule_can_make_an_inner_optimizers_step_block_sparse():
+    """A wrapper whose step calls a torch.optim optimizer (TorchRec's CombinedOptimizer): naming the inner one
+    as active_block_step makes the wrapper's steps block-sparse, exactly as torch.optim's own."""
+
+    class Wrapper(torch.optim.Optimizer):
+        def __init__(self, inner):
+            self.inner = inner
+            super().__init__(inner.param_groups[0]["params"], {})
+            self.param_groups, self.state = inner.param_groups, inner.state
+
+        def step(self, closure=None):
+            return self.inner.step(closure)
+
+    torch.manual_seed(0)
+    model = SparseMLP([64, 128, 128, 1], block_size=16)
+    twin = copy.deepcopy(model)
+    inner = torch.optim.Adam(model.parameters(), lr=0.01)
+    twin_optimizer = torch.optim.Adam(twin.parameters(), lr=0.01)
+    schedule = GrowPruneSchedule(model, 12, Wrapper(inner), warmup=2, active_block_step=inner)
+    twin_schedule = GrowPruneSchedule(twin, 12, twin_optimizer, warmup=2, active_block_step=False)
+    assert schedule.active_step.optimizer is inner and not schedule.active_step.fallback_reasons
+    x = torch.randn(32, 64)
+    for _ in range(12):
+        for net, sched, opt in ((model, schedule, schedule.optimizer), (twin, twin_schedule, twin_optimizer)):
+            sched.before_step()
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+            sched.after_step()
+    assert schedule.active_step.used
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="active_block_step names an optimizer"):
+        GrowPruneSchedule(model, 12, None, active_block_step=inner)

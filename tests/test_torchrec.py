@@ -156,6 +156,9 @@ def test_dmp_model_matches_the_unsharded_dlrm_and_the_schedule_zeroes_combined_o
                 assert torch.equal(state["sum"][~layer.weight_mask], torch.zeros_like(state["sum"][~layer.weight_mask]))
                 assert torch.equal(layer.weight[~layer.weight_mask], torch.zeros_like(layer.weight[~layer.weight_mask]))
         assert any(name.startswith("embeddings") for name in trainer.optimizer.state_dict()["state"])
+        # The block-sparse step is installed on the torch optimizer inside the CombinedOptimizer, not refused.
+        active_step = trainer.schedule.active_step
+        assert active_step.optimizer is trainer.dense_optimizer and not active_step.fallback_reasons
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

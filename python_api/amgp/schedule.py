@@ -8,7 +8,8 @@ change only at these boundaries. What training costs is counted by the trainer (
 import dataclasses
 import warnings
 
-from amgp_kernels.checks import check_bool
+import torch
+
 
 from .active_step import install as install_active_step
 from .phases import PHASE_KINDS, Phase, describe_phase, phase_at, plan_phases
@@ -35,7 +36,9 @@ class GrowPruneSchedule:
 
     active_block_step (default True, with `optimizer`): in sparse phases `optimizer.step()` updates only the
     active blocks of the pruned layers (exact for SGD, Adam, AdamW, Adagrad; other optimizers and options
-    fall back to the optimizer's own step with a warning; see amgp.active_step).
+    fall back to the optimizer's own step with a warning; see amgp.active_step). A torch.optim optimizer here
+    makes that one's step block-sparse instead: the optimizer inside a wrapper whose step calls it (TorchRec's
+    CombinedOptimizer around the dense parameters' optimizer).
     """
 
     def __init__(self, model, total_steps, optimizer=None, density=0.5, warmup=0.1, final_dense=0.2,
@@ -45,9 +48,9 @@ class GrowPruneSchedule:
         self.total_steps = total_steps
         self.phases = plan_phases(total_steps, warmup, final_dense, dense_steps, cycles, end_full_size)
         self.pruner = BlockPruner(model, optimizer, density, layers, criterion, growth, seed, sync)
-        check_bool(active_block_step, "active_block_step")
+        stepped = _stepped_optimizer(active_block_step, optimizer)
         # The pruner zeroes pruned optimizer state: what makes skipping inactive blocks in the step exact.
-        self.active_step = install_active_step(optimizer, model) if active_block_step and optimizer is not None else None
+        self.active_step = install_active_step(stepped, model) if stepped is not None else None
         # A plan without sparse phases never touches the masks (a pruned model stays pruned).
         self.changes_masks = any(phase.sparse for phase in self.phases)
         self.linear_layers = [m for m in model.modules() if isinstance(m, SparseLinear)]
@@ -125,3 +128,16 @@ class GrowPruneSchedule:
         # Checkpoints written before the pruner was split out hold its state at the top level.
         self.pruner.load_state_dict(state.get("pruner", state))
         self._follow_phase()
+
+
+def _stepped_optimizer(active_block_step, optimizer):
+    """The optimizer whose step GrowPruneSchedule makes block-sparse (see its docstring), or None."""
+    if isinstance(active_block_step, torch.optim.Optimizer):
+        if optimizer is None:
+            raise ValueError("active_block_step names an optimizer, but the schedule has none (optimizer=None): "
+                             "its pruned state would not be zeroed, which the block-sparse step relies on")
+        return active_block_step
+    if not isinstance(active_block_step, bool):
+        raise TypeError("active_block_step must be a bool or a torch.optim.Optimizer, "
+                        f"got {type(active_block_step).__name__}")
+    return optimizer if active_block_step else None

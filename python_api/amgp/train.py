@@ -59,7 +59,7 @@ class Trainer(EngineParts):
         trainer_state.warm_start(self, model_state, optimizer_state)
         self.total_steps = total_steps(config, self.data)
         self.schedule = build_schedule(config, self.replicated_module(), self.optimizer, self.total_steps,
-                                       self.pruned_layers())
+                                       self.pruned_layers(), self.stepped_optimizer())
         self.meter = CostMeter(self.replicated_module())
         self.logits = self.parallel_logits()
         # Under several ranks: counts the gradient bytes all-reduced (and sends active blocks only).

@@ -42,11 +42,12 @@ def build_optimizer(config, model):
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
 
 
-def build_schedule(config, model, optimizer, total_steps, layers=None):
+def build_schedule(config, model, optimizer, total_steps, layers=None, stepped_optimizer=None):
     """AMGP schedule; static pruning (warmup, then one sparse phase to the end); or (config.amgp False)
     a single dense phase. Rank 0 decides every mask change and broadcasts it, so masks and weights
     never diverge across ranks. layers: the prefixes of `model`'s layers to prune (default
-    config.amgp_layers, which name amgp.DLRM's layers)."""
+    config.amgp_layers, which name amgp.DLRM's layers). stepped_optimizer: the torch.optim optimizer whose step
+    updates `model` when `optimizer` wraps it (made block-sparse in sparse phases; default `optimizer`)."""
     if config.static_prune:
         phases = dict(final_dense=0, dense_steps=0, cycles=1, end_full_size=False)
     else:
@@ -55,7 +56,8 @@ def build_schedule(config, model, optimizer, total_steps, layers=None):
     return GrowPruneSchedule(model, total_steps, optimizer, density=config.amgp_density, warmup=config.amgp_warmup,
                              criterion=config.amgp_criterion, growth=config.amgp_growth,
                              layers=config.amgp_layers if layers is None else layers,
-                             seed=config.seed, sync=distributed.broadcast_masks, **phases)
+                             seed=config.seed, sync=distributed.broadcast_masks,
+                             active_block_step=True if stepped_optimizer is None else stepped_optimizer, **phases)
 
 
 class EngineParts:
@@ -67,6 +69,10 @@ class EngineParts:
 
     def build_optimizer(self):
         return build_optimizer(self.config, self.model)
+
+    def stepped_optimizer(self):
+        """The torch.optim optimizer whose step updates replicated_module() (the schedule makes it block-sparse)."""
+        return self.optimizer
 
     def parallel_logits(self):
         """(dense, sparse) -> logits, training across ranks (gradients averaged)."""

@@ -180,6 +180,9 @@ class TorchRecTrainer(Trainer):
         dense = KeyedOptimizerWrapper(dict(in_backward_optimizer_filter(dmp.named_parameters())), make_dense)
         return CombinedOptimizer([("embeddings", dmp.fused_optimizer), ("dense", dense)])
 
+    def stepped_optimizer(self):
+        return self.dense_optimizer  # CombinedOptimizer.step() calls it: its step can be made block-sparse
+
     def save(self, path, shown):
         """A checkpoint directory on torch.distributed.checkpoint (amgp.torchrec.checkpoint). Collective."""
         checkpoint.save(self, path)
