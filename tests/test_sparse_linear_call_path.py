@@ -51,3 +51,24 @@ def test_backend_choice_is_read_at_every_call(monkeypatch):
     assert len(calls) == 2
     layer(x)
     assert len(calls) == 2  # back on the compiled op
+
+
+@pytest.mark.parametrize("activation", ["none", "relu"])
+def test_a_full_size_layer_computes_exactly_what_nn_linear_computes_and_prunes_when_masked(activation):
+    """Dense phases: every repeated call (the thin path) gives nn.Linear's output and gradients bit for bit;
+    the first call after a mask change is pruned again."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(16, 12)
+    layer = SparseLinear.from_linear(linear, block_size=4, activation=activation)
+    act = torch.relu if activation == "relu" else (lambda t: t)
+    for _ in range(3):
+        x = torch.randn(5, 16, requires_grad=True)
+        x_twin = x.detach().clone().requires_grad_()
+        y, expected = layer(x), act(linear(x_twin))
+        assert torch.equal(y, expected)
+        y.square().sum().backward()
+        expected.square().sum().backward()
+        assert torch.equal(x.grad, x_twin.grad) and torch.equal(layer.weight.grad, linear.weight.grad)
+        layer.zero_grad(), linear.zero_grad()
+    layer.set_out_mask(torch.tensor([True, False, True]))
+    assert torch.equal(layer(torch.randn(5, 16))[:, 4:8], torch.zeros(5, 4))

@@ -33,8 +33,8 @@ _FLAGS_OFF = {  # group options that must be off (False / None) for the block-sp
 _SCALARS = ("lr", "betas", "weight_decay", "momentum", "dampening", "eps", "lr_decay")
 # Skipping fewer inactive entries than this saves less than the call costs (10-25 us of Python and dispatch):
 # a full-size SGD update costs ~0.2-0.4 ns per entry on a CPU (its data in cache after the backward), Adam's and
-# Adagrad's several times that. Measured break-even for SGD on a 2-core CPU: 100-200 K inactive entries.
-MIN_INACTIVE = {torch.optim.SGD: 262144, torch.optim.Adam: 8192, torch.optim.AdamW: 8192, torch.optim.Adagrad: 8192}
+# Adagrad's several times that. Measured on a quiet 2-core CPU (issue 21, bench/RESULTS.md): SGD gains from 32 K.
+MIN_INACTIVE = {torch.optim.SGD: 32768, torch.optim.Adam: 8192, torch.optim.AdamW: 8192, torch.optim.Adagrad: 8192}
 
 
 def install(optimizer, model, min_inactive=None):
