@@ -248,7 +248,7 @@ def test_opcheck_of_the_compiled_optimizer_ops():
 def test_min_inactive_chooses_the_optimizers_own_step_for_small_layers():
     model = _sparse_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    handle = install(optimizer, model)  # default: 262144 inactive entries for SGD, these layers have far fewer
+    handle = install(optimizer, model)  # default: 32768 inactive entries for SGD, these layers have far fewer
     _train(model, optimizer)
     assert not handle.used
     handle.remove()
