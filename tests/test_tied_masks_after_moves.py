@@ -65,3 +65,14 @@ def test_consumer_follows_the_producer_mask_after_a_move(move, consumer_first):
     with torch.no_grad():
         consumer.weight[:, :4] = 1e3
     torch.testing.assert_close(moved(x), reference)
+
+
+def test_the_consumers_channel_masks_follow_the_producer_at_once():
+    """Pruning the producer shows in the consumer's in_channel_mask and weight_mask without a forward between."""
+    pair = Pair(consumer_first=False)
+    pair.producer.set_out_mask(torch.tensor([True, False, True, False]))
+    expected = torch.tensor([True] * 4 + [False] * 4 + [True] * 4 + [False] * 4)
+    assert torch.equal(pair.consumer.in_channel_mask, expected)
+    assert torch.equal(pair.consumer.weight_mask, expected.expand(3, 16))
+    pair.producer.out_mask[1] = True  # an in-place edit of the shared mask, too
+    assert bool(pair.consumer.in_channel_mask[4:8].all())

@@ -182,11 +182,13 @@ class SparseLinear(nn.Module):
     @property
     def out_channel_mask(self):
         """Bool (out_features,): True for active output channels."""
+        self.refresh_indices()  # the mask may have changed in place since the last call
         return channel_mask(self.out_index, self.out_features, self.block_size, self.weight.device)
 
     @property
     def in_channel_mask(self):
         """Bool (in_features,): True for active input channels."""
+        self.refresh_indices()  # a tied producer's set_out_mask changes this layer's in_mask
         return channel_mask(self.in_index, self.in_features, self.block_size, self.weight.device)
 
     @property
