@@ -100,7 +100,8 @@ def run_experiment(config, methods=DEFAULT_METHODS, seeds=1, recurring=None, wri
     first = stages.offline(seed_list[0])
     budget = equal_flop_budget(config, len(first.table_sizes), total_steps(config, first))
     if jobs == 1 or seeds == 1:
-        per_seed = [_run_seed(config, methods, budget, stages, recurring, seed, write) for seed in seed_list]
+        per_seed = [_run_seed(config, methods, budget, stages, recurring, seed, write,
+                              data=first if seed == seed_list[0] else None) for seed in seed_list]
     else:  # no progress bars from several processes at once: each run's "-- method, seed" line is printed
         quiet = dataclasses.replace(config, progress=False)
         per_seed = in_workers(functools.partial(_run_seed, quiet, methods, budget, stages, recurring), seed_list,
@@ -119,9 +120,10 @@ def _say(line):
     print(line, flush=True)  # (from a worker process, whose output may be a pipe)
 
 
-def _run_seed(config, methods, budget, stages, recurring, seed, write=_say):
-    """({method: offline report}, {method: recurring-stage report}) of one seed."""
-    data = stages.offline(seed)
+def _run_seed(config, methods, budget, stages, recurring, seed, write=_say, data=None):
+    """({method: offline report}, {method: recurring-stage report}) of one seed (data: its offline data, when
+    already built)."""
+    data = stages.offline(seed) if data is None else data
     next_day = stages.next_day(seed) if recurring else None
     offline, later = {}, {}
     for method in methods:
