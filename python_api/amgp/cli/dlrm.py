@@ -31,7 +31,7 @@ from .argtypes import (checked, dash_list, density, fraction, non_negative_float
                        positive_float, positive_int)
 from .experiment_table import format_amgp_against, format_budget, format_recurring, format_summary
 from .flag_checks import FROM_CHECKPOINT, first_problem
-from .header import run_header
+from .header import flag_value, run_header
 from .outcome import interrupted_line, skipped_line, stopped_line
 from .parser import Parser, flag_names, given_dests, in_flag_spelling
 
@@ -86,7 +86,7 @@ def build_parser():
     data.add_argument("--synthetic-task", choices=TASKS, default=d.synthetic_task,
                       help="the built-in data's teacher: default, or capacity (a task where MLP capacity pays; it "
                            "brings its own model and data sizes for every flag not given: "
-                           + ", ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in CAPACITY_SETTINGS.items())
+                           + ", ".join(f"--{k.replace('_', '-')} {flag_value(v)}" for k, v in CAPACITY_SETTINGS.items())
                            + "; default %(default)s)")
     data.add_argument("--raw-data-file",
                       help="Criteo Kaggle text file (label, 13 integer, 26 hex fields, tabs); needs --data-generation "
@@ -196,10 +196,6 @@ def build_parser():
     return parser
 
 
-def _shown(value):
-    return "-".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
 def apply_task_sizes(args, given):
     """--synthetic-task capacity: its model and data sizes (amgp.data.tasks) for every flag not typed.
     A warm start's model comes from its checkpoint, so its sizes are left alone."""
@@ -306,12 +302,10 @@ def show(report, reports, result, args, argv):
     else:
         print("\n" + format_budget(result["budget"], result["methods"]))
         print("\n" + format_summary(result))
-        if len(result["seeds"]) > 1 and result["amgp_against"]:
-            print("\n" + format_amgp_against(result["amgp_against"], "offline"))
+        _show_amgp_against(result, result["amgp_against"], "offline")
         if "recurring" in result:
             print("\n" + format_recurring(result))
-            if len(result["seeds"]) > 1 and result["recurring"]["amgp_against"]:
-                print("\n" + format_amgp_against(result["recurring"]["amgp_against"], "after the recurring stage"))
+            _show_amgp_against(result, result["recurring"]["amgp_against"], "after the recurring stage")
     if "before_test_auc" in report:
         print(f"newest-data test AUC: {report['before_test_auc']:.5f} before, {report['test_auc']:.5f} after "
               f"{report['steps']} steps")
@@ -327,6 +321,11 @@ def show(report, reports, result, args, argv):
         stopped = stopped_line(report, argv, args.save_model)
         if stopped:
             print(stopped)
+
+
+def _show_amgp_against(result, against, stage):
+    if len(result["seeds"]) > 1 and against:  # one seed has no paired spread to show
+        print("\n" + format_amgp_against(against, stage))
 
 
 def main(argv=None):

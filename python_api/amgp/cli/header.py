@@ -10,8 +10,9 @@ from ..data.synthetic import DEFAULT_TABLE_SIZES
 from ..dlrm import top_input_width
 
 
-def _dashes(values):
-    return "-".join(map(str, values))
+def flag_value(value):
+    """A value as typed on the command line: lists dash-joined (13-512-256)."""
+    return "-".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def data_line(args):
@@ -42,8 +43,8 @@ def model_line(args):
     top_in = top_input_width(tables, args.arch_sparse_feature_size, args.arch_mlp_bot[-1], args.arch_interaction_op,
                              args.arch_interaction_itself)
     return (f"model: {tables} embedding tables of dim {args.arch_sparse_feature_size}, bottom MLP "
-            f"{_dashes(args.arch_mlp_bot)}, interaction {args.arch_interaction_op}, top MLP "
-            f"{_dashes([top_in] + list(args.arch_mlp_top))}, blocks of {args.block_size} channels")
+            f"{flag_value(args.arch_mlp_bot)}, interaction {args.arch_interaction_op}, top MLP "
+            f"{flag_value([top_in] + list(args.arch_mlp_top))}, blocks of {args.block_size} channels")
 
 
 def run_line(args, what):
