@@ -136,7 +136,7 @@ def render_markdown(document):
     if training:
         parts += ["Training step (forward + backward + optimizer step); fraction of limit = the compacted model's "
                   "median / median at the same density (at density 1: the nn.Linear model's); fraction of floor = "
-                  "the contract floor's median / median (the compacted model's forward and backward plus full-size "
-                  "gradients and optimizer step, which the op contract keeps whatever the kernels do):",
+                  "the contract floor's median / median (the compacted model's forward and backward plus a fresh "
+                  "full-size gradient and a full-size optimizer step every step; above 1 the sparse phase beats it):",
                   training_table(training) + _errors(training)]
     return "\n\n".join(parts) + "\n"

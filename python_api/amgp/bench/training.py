@@ -6,8 +6,9 @@ Compared: the same stack of plain nn.Linear + ReLU ("nn_linear"), the SparseMLP 
 block active (AMGP's dense phase) and pruned to each density (its sparse phase), and at each density the
 compacted limit ("compacted": physically smaller nn.Linear layers holding only the active channels,
 see compacted.py) and the contract floor ("contract_floor": the compacted model's forward and backward
-plus what the op contract (docs/design.md) adds whatever the kernels do: full-size weight gradients written out,
-zeros included, and the optimizer step over the full-size parameters).
+plus what full-size parameters cost when nothing skips their inactive blocks: a fresh full-size weight gradient,
+zeros included, and the optimizer step over the full-size parameters, every step; the sparse phase's block-sparse
+step and kept weight gradients (docs/design.md) can beat it).
 "dlrm": the full amgp.DLRM (embeddings, dot interaction, both MLPs), the same three ways
 (sparse=False, i.e. nn.Linear MLPs, as the baseline). "top" / "bottom": the config's top or bottom MLP alone.
 The sparse phase steps the optimizer over the active blocks only (amgp.active_step, as GrowPruneSchedule does);
@@ -100,8 +101,7 @@ def training_step(model, batches, optimizer):
 def contract_floor_step(compacted, pruned, batches, optimizer_class=torch.optim.SGD):
     """step(i): the compacted model's forward and backward, then one SGD step over its parameters outside the
     MLPs (embeddings) and over full-size stand-ins of the pruned model's MLP parameters, each given a fresh
-    full-size zero gradient. What no implementation of the op contract can avoid: the MLP parameters, their
-    gradients and so the optimizer's work keep their full size."""
+    full-size zero gradient: the MLP parameters, their gradients and the optimizer's work at their full size."""
     loss_fn = nn.BCEWithLogitsLoss()
     logits = _logits(compacted)
     mlp_names = {f"{module_name}.{name}".lstrip(".") for module_name, module in pruned.named_modules()
