@@ -314,3 +314,16 @@ def test_the_schedule_can_make_an_inner_optimizers_step_block_sparse():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="active_block_step names an optimizer"):
         GrowPruneSchedule(model, 12, None, active_block_step=inner)
+
+
+def test_parameters_off_the_cpu_keep_the_optimizers_own_step_visibly():
+    """Only the CPU has a block-sparse step kernel: elsewhere (a GPU, here the meta device) every step is the
+    optimizer's own, with a one-time warning that says why (the gathered-index fallback would sync with the host)."""
+    model = _sparse_model().to("meta")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    handle = install(optimizer, model, min_inactive=0)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    with pytest.warns(UserWarning, match="no block-sparse step kernel for meta tensors"):
+        optimizer.step()
+    assert not handle.used and any("meta" in reason for reason in handle.fallback_reasons)

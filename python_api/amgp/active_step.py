@@ -111,8 +111,13 @@ class ActiveBlockStep:
                 if layer is None or grad is None:
                     continue
                 out_blocks, in_blocks = layer._buffers["out_index"], layer._buffers["in_index"]
-                if (out_blocks is None and in_blocks is None) or self._inactive_entries(layer) < self.min_inactive:
-                    continue  # every block active, or too few inactive to be worth a call
+                if out_blocks is None and in_blocks is None:
+                    continue  # every block active
+                if param.device.type != "cpu":  # the torch-ops path reads indices back: host syncs every step
+                    self._fall_back(f"no block-sparse step kernel for {param.device.type} tensors yet")
+                    continue
+                if self._inactive_entries(layer) < self.min_inactive:
+                    continue  # too few inactive entries to be worth a call
                 reason = reason or self._group_reason(group) or "ok"
                 if reason != "ok":
                     self._fall_back(reason)
