@@ -44,6 +44,7 @@ class KeptWeightGrads {
   // the op's result (a new tensor over the kept storage, so autograd can take it without a copy).
   WeightGradTarget target(const at::Tensor& weight, const BlockRuns& out_runs, const BlockRuns& in_runs) {
     std::lock_guard<std::mutex> lock(mutex_);
+    sweep();  // buffers of weights that died since: freed at the next backward of any pruned layer
     const Key key{weight.storage().unsafeGetStorageImpl(), weight.storage_offset()};
     auto it = entries_.find(key);
     if (it != entries_.end() && !usable(it->second, weight)) {
@@ -51,7 +52,6 @@ class KeptWeightGrads {
       it = entries_.end();
     }
     if (it == entries_.end()) {
-      sweep();
       Entry entry{c10::weak_intrusive_ptr<c10::StorageImpl>(weight.storage().getWeakStorageImpl()),
                   new_output(weight.sizes(), weight.options().memory_format(at::MemoryFormat::Contiguous)),
                   {}, {}, c10::VariableVersion(0), 0};
