@@ -17,7 +17,10 @@ TRAINING = {
     "amgp/distributed.py": ["test_distributed_single_process.py", "test_differing_state.py"],
     "amgp/pruning.py": ["test_pruning_functions.py", "test_sparse_mlp_and_pruning.py", "test_pruning_several_consumers.py", "test_sparsify.py",
                         "test_schedule.py"],
-    "amgp/experiment.py": ["test_experiment_seeds.py", "test_experiment.py"],
+    # The tiny runs and hand-made reports: test_experiment.py / test_experiment_seeds.py retrain larger models
+    # (hours under mutmut) and test the same code end to end.
+    "amgp/experiment.py": ["test_experiment_tiny.py", "test_experiment_statistics.py"],
+    "amgp/experiment_stats.py": ["test_experiment_statistics.py", "test_experiment_tiny.py"],
     "amgp/sparsify.py": ["test_sparsify_wiring.py", "test_sparsify.py", "test_sparsify_chains_and_steps.py"],
     "amgp/sparse_linear.py": ["test_sparse_linear_api.py", "test_sparse_linear.py", "test_tied_masks_after_moves.py", "test_sparsify.py"],
 }
