@@ -72,6 +72,10 @@ def test_logloss_differences_are_judged_lower_is_better():
     assert summarize(runs, BUDGET)["amgp"]["test_logloss_vs_dense"]["verdict"] == "better"
     assert summarize(runs, BUDGET)["amgp"]["test_auc_vs_dense"]["verdict"] == "not distinguishable"  # std 0, mean 0
     assert amgp_against(runs)["dense"]["test_logloss"]["verdict"] == "better"
+    higher = {"dense": runs["dense"], "amgp": [report(0.8 + d, 0.5) for d in (0.01, 0.02, 0.015)]}
+    assert summarize(higher, BUDGET)["amgp"]["test_auc_vs_dense"]["verdict"] == "better"
+    assert amgp_against(higher)["dense"]["test_auc"]["verdict"] == "better"
+    assert paired([0.81, 0.82, 0.815], [0.80, 0.80, 0.80])["verdict"] == "better"  # higher is better by default
 
 
 def test_amgp_is_paired_against_every_other_method():
@@ -117,6 +121,9 @@ def test_comparison_reports_the_targets_met_at_their_edges():
                                    "time_reduction_at_least_half_flops_saving": True}
     half = comparison(summary_for(0.5, 3.0, 4.0, 0.0, None))  # time cut 25% = half of the 50% saving
     assert half["targets_met"]["time_reduction_at_least_half_flops_saving"]
+    short = comparison(summary_for(0.5, 0.31, 0.4, 0.0, None))  # time cut 22.5% < 25%, on runs under a second
+    assert short["wall_time_reduction"] == pytest.approx(0.225)
+    assert not short["targets_met"]["time_reduction_at_least_half_flops_saving"]
     below = comparison(summary_for(0.61, 4.9, 5.0, -0.0015, 0.001))
     assert below["targets_met"] == {"flops_saving_at_least_40pct": False, "auc_within_0.002": False,
                                     "time_reduction_at_least_half_flops_saving": False}

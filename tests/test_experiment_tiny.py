@@ -1,4 +1,4 @@
-"""amgp.experiment.run_experiment on tiny runs (6 steps of 32 rows, 1-block-wide layers): in seconds, what the
+"""amgp.experiment.run_experiment on tiny runs (8 steps of 32 rows, layers 1 or 2 blocks wide): in seconds, what the
 experiment itself decides: which methods run with which seeds, that each method spends the MLP FLOPs predicted for
 it, where each run is saved, what the progress output names, the recurring stage, workers, bad arguments.
 (test_experiment.py runs the same end to end through the command line on larger runs.)"""
@@ -16,93 +16,94 @@ from amgp.engines import make_trainer, train
 from amgp.recurring import RecurringConfig, Stages, continue_training
 from amgp.train import TrainConfig
 
-# amgp_layers: the default (top MLP only), so that a budget computed for every layer would not fit the runs.
+# amgp_layers and amgp_cycles: not all layers and not the default 2 cycles, so that a budget computed with
+# those would not fit the runs.
 CONFIG = TrainConfig(arch_sparse_feature_size=4, arch_embedding_size=[6, 20], arch_mlp_bot=[13, 16, 4],
-                     arch_mlp_top=[16, 8, 1], mini_batch_size=32, num_batches=6, num_test_batches=1, block_size=4,
-                     amgp_warmup=1, amgp_final_dense=1, amgp_dense_steps=1, print_freq=3, progress=False, seed=5)
+                     arch_mlp_top=[16, 8, 1], mini_batch_size=32, num_batches=8, num_test_batches=1, block_size=4,
+                     amgp_warmup=1, amgp_final_dense=1, amgp_dense_steps=1, amgp_cycles=3, print_freq=3,
+                     progress=False, seed=5)
+STEPS = 8
 RECURRING = RecurringConfig(steps=2)
 
 
-@pytest.fixture(scope="module")
-def everything(tmp_path_factory):
-    """Every method, two seeds, the recurring stage, each run saved; with its lines, output and saved files."""
-    folder = tmp_path_factory.mktemp("tiny_experiment")
-    config = dataclasses.replace(CONFIG, progress=True, save_model=str(folder / "run.pt"))
+def test_an_experiment_of_every_method_two_seeds_and_the_next_day(tmp_path):
+    """One experiment, checked in the parts below. (One test, not one per part on a module-scoped fixture:
+    the mutation run credits a fixture's calls to the first test that sets it up, and would run only that one.)"""
+    config = dataclasses.replace(CONFIG, progress=True, save_model=str(tmp_path / "run.pt"))
     lines, output = [], io.StringIO()
     with contextlib.redirect_stdout(output):
         result = run_experiment(config, METHODS, seeds=2, recurring=RECURRING, write=lines.append)
-    saved = {path.name: torch.load(path, weights_only=True) for path in folder.iterdir()}
-    return result, lines, output.getvalue(), saved
-
-
-def test_every_method_runs_once_per_seed_in_the_order_asked(everything):
-    result, lines, _, _ = everything
+    saved = {path.name: torch.load(path, weights_only=True) for path in tmp_path.iterdir()}
     assert result["methods"] == list(METHODS) and result["seeds"] == [5, 6]
     assert result["data_generation"] == "synthetic"
     assert lines == [f"-- {m}, seed {s}" for s in (5, 6) for m in METHODS]
     for method in METHODS:
         assert [(r["method"], r["seed"]) for r in result["runs"][method]] == [(method, 5), (method, 6)]
         assert [r["mode"] for r in result["runs"][method]] == [{"static": "static", "amgp": "amgp"}.get(method, "dense")] * 2
+    each_method_spends_the_mlp_flops_predicted_for_it(result)
+    static_ends_pruned_narrow_ends_small_amgp_and_dense_end_full_size(result)
+    each_seed_reaches_the_data_and_the_initialisation(result)
+    each_run_is_saved_under_its_method_and_seed(saved, result["budget"])
+    the_progress_output_names_each_run(output.getvalue())
+    the_next_day_continues_every_final_model(result)
+    the_summaries_pair_the_methods(result)
 
 
-def test_each_method_spends_the_mlp_flops_predicted_for_it(everything):
-    result = everything[0]
+def each_method_spends_the_mlp_flops_predicted_for_it(result):
     budget = result["budget"]
-    assert budget == equal_flop_budget(CONFIG, num_tables=2, steps=6)
+    assert budget == equal_flop_budget(CONFIG, num_tables=2, steps=STEPS)
     predicted = budget["predicted_flop_fraction"]
     for method in METHODS:
         for run in result["runs"][method]:
             counted = run["mlp_flops_computed"] / (run["samples"] * budget["dense_flops_per_sample"])
             assert counted == pytest.approx(predicted[method], rel=1e-12), method
-    assert predicted["dense"] == 1 and predicted["amgp"] < 0.9
+    assert predicted["dense"] == 1 and predicted["amgp"] == budget["amgp_flop_fraction"] < 0.9
     assert predicted["amgp"] <= predicted["static"] < predicted["amgp"] + 0.1  # whole blocks, never less budget
     assert predicted["narrow"] == pytest.approx(predicted["amgp"], abs=0.05)  # whole channels
 
 
-def test_static_ends_pruned_narrow_ends_small_amgp_and_dense_end_full_size(everything):
-    result = everything[0]
+def static_ends_pruned_narrow_ends_small_amgp_and_dense_end_full_size(result):
     runs, budget = result["runs"], result["budget"]
     assert all(run["final_density"] == 1.0 for run in runs["amgp"] + runs["dense"] + runs["narrow"])
     assert all(run["final_density"] < 1 for run in runs["static"])
     assert [p["kind"] for p in runs["static"][0]["phases"]] == ["warmup", "sparse"]
-    assert budget["narrow_arch_mlp_bot"][::len(CONFIG.arch_mlp_bot) - 1] == [13, 4]  # input and output kept
-    top = budget["narrow_arch_mlp_top"]  # as --arch-mlp-top takes it: the widths after the interaction's
-    assert len(top) == len(CONFIG.arch_mlp_top) and top[-1] == 1 and top[0] < 16 and top[1] < 8
-    assert budget["narrow_arch_mlp_bot"][1] < 16
+    assert [p["kind"] for p in runs["amgp"][0]["phases"]] == ["warmup"] + ["sparse", "dense"] * 2 + ["sparse", "final"]
+    bottom, top = budget["narrow_arch_mlp_bot"], budget["narrow_arch_mlp_top"]
+    assert bottom[0] == 13 and bottom[-1] == 4 and len(bottom) == 3  # input and output kept
+    assert len(top) == len(CONFIG.arch_mlp_top) and top[-1] == 1  # as --arch-mlp-top takes it: no input width
+    scale = budget["narrow_width_scale"]
+    assert 0 < scale < 1 and [bottom[1], top[0], top[1]] == [round(16 * scale), round(16 * scale), round(8 * scale)]
+    assert budget["narrow_rounding"].startswith("each hidden width scaled by narrow_width_scale")
 
 
-def test_each_seed_reaches_the_data_and_the_initialisation(everything):
+def each_seed_reaches_the_data_and_the_initialisation(result):
     """The dense run of seed 5 is the plain run with seed 5; seed 6 starts from another first loss."""
-    dense = everything[0]["runs"]["dense"]
+    dense = result["runs"]["dense"]
     alone = train(dataclasses.replace(CONFIG, amgp=False))
     assert dense[0]["history"]["loss"] == alone["history"]["loss"] and dense[0]["test_auc"] == alone["test_auc"]
     assert dense[1]["history"]["loss"][0] != dense[0]["history"]["loss"][0]
 
 
-def test_each_run_is_saved_under_its_method_and_seed(everything):
-    saved = everything[3]
+def each_run_is_saved_under_its_method_and_seed(saved, budget):
     assert sorted(saved) == sorted(f"run.{m}.seed{s}.pt" for m in METHODS for s in (5, 6))
-    budget = everything[0]["budget"]
     for method in METHODS:
         for seed in (5, 6):
-            config = saved[f"run.{method}.seed{seed}.pt"]["config"]
-            assert config["seed"] == seed and saved[f"run.{method}.seed{seed}.pt"]["step"] == 6  # offline, not the next day
-            assert config["static_prune"] == (method == "static") and config["amgp"] == (method != "dense" and method != "narrow")
-            wanted_bot = budget["narrow_arch_mlp_bot"] if method == "narrow" else CONFIG.arch_mlp_bot
-            assert config["arch_mlp_bot"] == wanted_bot
+            state = saved[f"run.{method}.seed{seed}.pt"]
+            config = state["config"]
+            assert config["seed"] == seed and state["step"] == STEPS  # the offline run, not the next day's
+            assert config["static_prune"] == (method == "static") and config["amgp"] == (method in ("amgp", "static"))
+            assert config["arch_mlp_bot"] == (budget["narrow_arch_mlp_bot"] if method == "narrow" else CONFIG.arch_mlp_bot)
             assert config["amgp_density"] == (budget["static_density"] if method == "static" else CONFIG.amgp_density)
 
 
-def test_the_progress_output_names_each_run(everything):
-    output = everything[2]
+def the_progress_output_names_each_run(output):
     for method in METHODS:
         for seed in (5, 6):
-            assert f"{method} seed {seed}: step 3/6" in output
+            assert f"{method} seed {seed}: step 3/{STEPS}" in output
             assert f"{method} seed {seed}, next day: step 2/2" in output
 
 
-def test_the_recurring_stage_continues_every_final_model_on_the_next_day(everything):
-    result = everything[0]
+def the_next_day_continues_every_final_model(result):
     recurring = result["recurring"]
     assert recurring["settings"] == dataclasses.asdict(RECURRING)
     for method in METHODS:
@@ -110,14 +111,20 @@ def test_the_recurring_stage_continues_every_final_model_on_the_next_day(everyth
         for before, after in zip(result["runs"][method], recurring["runs"][method]):
             assert after["steps"] == 2 and after["mode"] == "recurring"
             assert after["final_density"] == before["final_density"]
-    summary = recurring["summary"]
-    assert set(summary) == set(METHODS) and "test_auc_gain" in summary["dense"]
-    assert summary["amgp"]["mlp_flop_fraction"]["mean"] == 1.0
-    assert set(recurring["amgp_against"]) == {"dense", "static", "narrow"}
-    assert set(result["amgp_against"]) == {"dense", "static", "narrow"}
-    assert set(result["summary"]) == set(METHODS)
+
+
+def the_summaries_pair_the_methods(result):
+    runs = result["runs"]
+    for stage in (result, result["recurring"]):
+        assert set(stage["summary"]) == set(METHODS) and set(stage["amgp_against"]) == {"dense", "static", "narrow"}
+        assert stage["amgp_against"]["static"]["test_auc"]["per_seed"] == pytest.approx(
+            [a["test_auc"] - s["test_auc"] for a, s in zip(stage["runs"]["amgp"], stage["runs"]["static"])])
     assert result["summary"]["amgp"]["test_auc_vs_dense"]["per_seed"] == pytest.approx(
-        [a["test_auc"] - d["test_auc"] for a, d in zip(result["runs"]["amgp"], result["runs"]["dense"])])
+        [a["test_auc"] - d["test_auc"] for a, d in zip(runs["amgp"], runs["dense"])])
+    assert result["summary"]["static"]["mlp_flop_fraction"]["mean"] == pytest.approx(
+        result["budget"]["predicted_flop_fraction"]["static"])
+    summary = result["recurring"]["summary"]
+    assert "test_auc_gain" in summary["dense"] and summary["amgp"]["mlp_flop_fraction"]["mean"] == 1.0
 
 
 @pytest.mark.parametrize("optimizer", ["continue", "fresh"])
@@ -136,9 +143,9 @@ def test_the_next_day_starts_from_the_final_model_with_the_optimizer_asked_for(o
     assert (got["test_logloss"], got["before_test_logloss"]) == (alone["test_logloss"], alone["before_test_logloss"])
 
 
-def test_without_a_recurring_stage_there_is_none_and_write_defaults_to_print(capsys):
+def test_by_default_one_seed_no_recurring_stage_and_lines_printed(capsys):
     result = run_experiment(dataclasses.replace(CONFIG, amgp=False), ["dense"])
-    assert "recurring" not in result and result["amgp_against"] == {}
+    assert "recurring" not in result and result["amgp_against"] == {} and result["seeds"] == [5]
     assert capsys.readouterr().out.splitlines()[0] == "-- dense, seed 5"
 
 
@@ -158,19 +165,25 @@ def test_jobs_run_seeds_in_at_most_one_worker_per_seed_without_progress_bars(mon
                                                                               workers):
     pool = SerialWorkers()
     monkeypatch.setattr(experiment, "in_workers", pool)
-    config = dataclasses.replace(CONFIG, amgp=False, progress=True)
-    result = run_experiment(config, ["dense"], seeds=seeds, jobs=jobs, write=lambda _: None)
-    assert [r["seed"] for r in result["runs"]["dense"]] == list(range(5, 5 + seeds))
+    config = dataclasses.replace(CONFIG, progress=True)
+    result = run_experiment(config, ["static"], seeds=seeds, jobs=jobs, recurring=RecurringConfig(steps=1),
+                            write=lambda _: None)
+    assert [r["seed"] for r in result["runs"]["static"]] == list(range(5, 5 + seeds))
+    assert [r["seed"] for r in result["recurring"]["runs"]["static"]] == list(range(5, 5 + seeds))
+    assert all(r["final_density"] < 1 for r in result["runs"]["static"])  # the budget's static density reached it
     assert pool.calls == ([] if workers is None else [(list(range(5, 5 + seeds)), workers)])
     if workers is not None:  # each worker says which run it starts, and draws no progress
         out = capsys.readouterr().out
-        assert out.splitlines() == [f"-- dense, seed {s}" for s in range(5, 5 + seeds)]
+        assert [line for line in out.splitlines() if line.startswith("-- ")] == [
+            f"-- static, seed {s}" for s in range(5, 5 + seeds)]
+        assert "seed 5: step" not in out
 
 
 def test_method_config_turns_the_settings_into_each_methods_run():
-    budget = equal_flop_budget(CONFIG, num_tables=2, steps=6)
+    budget = equal_flop_budget(CONFIG, num_tables=2, steps=STEPS)
     static = dataclasses.replace(CONFIG, static_prune=True)
     assert (method_config(static, "dense", budget).mode, method_config(static, "amgp", budget).mode) == ("dense", "amgp")
+    assert method_config(dataclasses.replace(CONFIG, amgp=False), "amgp", budget).mode == "amgp"
     assert method_config(CONFIG, "static", budget).amgp_density == budget["static_density"]
     narrow = method_config(static, "narrow", budget)
     assert (narrow.mode, narrow.arch_mlp_bot, narrow.arch_mlp_top) == (
@@ -183,14 +196,32 @@ def test_the_budget_follows_the_density_and_the_schedule():
     """A lower AMGP density lowers AMGP's FLOP fraction and the baselines' with it; a longer final dense phase
     raises it (the static density moves in whole blocks: it may stay)."""
     budget = equal_flop_budget(CONFIG, num_tables=2, steps=total_steps(CONFIG, Stages(CONFIG).offline(5)))
-    lower = equal_flop_budget(dataclasses.replace(CONFIG, amgp_density=0.25), num_tables=2, steps=6)
-    longer_dense = equal_flop_budget(dataclasses.replace(CONFIG, amgp_final_dense=2), num_tables=2, steps=6)
+    lower = equal_flop_budget(dataclasses.replace(CONFIG, amgp_density=0.25), num_tables=2, steps=STEPS)
+    longer_dense = equal_flop_budget(dataclasses.replace(CONFIG, amgp_final_dense=2), num_tables=2, steps=STEPS)
     for method in ("amgp", "static", "narrow"):
         assert lower["predicted_flop_fraction"][method] < budget["predicted_flop_fraction"][method], method
         assert longer_dense["predicted_flop_fraction"][method] >= budget["predicted_flop_fraction"][method], method
     assert lower["static_density"] < budget["static_density"] <= longer_dense["static_density"]
+    # the budget is that of the model the runs build: a wider interaction widens the top MLP's input
+    itself = equal_flop_budget(dataclasses.replace(CONFIG, arch_interaction_itself=True), num_tables=2, steps=STEPS)
+    assert itself["dense_flops_per_sample"] > budget["dense_flops_per_sample"]
     assert longer_dense["predicted_flop_fraction"]["amgp"] > budget["predicted_flop_fraction"]["amgp"]
     assert longer_dense["predicted_flop_fraction"]["narrow"] > budget["predicted_flop_fraction"]["narrow"]
+
+
+def test_a_criteo_experiment_trains_offline_on_the_lines_before_the_next_day(tmp_path):
+    """The offline runs see only the offline lines (the file is read once, then split), the next day the latest."""
+    lines = ["\t".join([str(i % 2)] + [str(i)] * 13 + ["a1b2"] * 26) for i in range(40)]
+    path = tmp_path / "days.txt"
+    path.write_text("\n".join(lines) + "\n")
+    config = dataclasses.replace(CONFIG, data_generation="dataset", raw_data_file=str(path), mini_batch_size=2,
+                                 num_batches=0, test_fraction=0.2, max_ind_range=10, amgp_warmup=0.1,
+                                 amgp_final_dense=0.1, amgp_dense_steps=0.1)
+    result = run_experiment(config, ["amgp"], recurring=RecurringConfig(steps=100, fraction=0.5), write=lambda _: None)
+    # 40 lines: the latest 20 are the next day (16 train, 4 test); offline the first 20 (16 train, 4 test)
+    assert result["data_generation"] == "dataset"
+    assert result["runs"]["amgp"][0]["samples"] == 16 and result["recurring"]["runs"]["amgp"][0]["samples"] == 16
+    assert result["runs"]["amgp"][0]["steps"] == 8
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -176,6 +176,25 @@ EQUIVALENT = {
     'amgp.sparse_linear.xǁSparseLinearǁreset_parameters__mutmut_17': (
         'bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 1',
         'in_features >= 1 always (checked): the else branch is unreachable'),
+    # amgp.experiment: flush only decides when a worker's line leaves a pipe, not what it says.
+    "amgp.experiment.x__say__mutmut_2": ("print(line, flush=None)  # (from a worker process, whose output may be a pipe)",
+                                         "same text; only when it is flushed"),
+    "amgp.experiment.x__say__mutmut_4": ("print(line, )  # (from a worker process, whose output may be a pipe)",
+                                         "same text; only when it is flushed"),
+    "amgp.experiment.x__say__mutmut_5": ("print(line, flush=False)  # (from a worker process, whose output may be a pipe)",
+                                         "same text; only when it is flushed"),
+    "amgp.experiment.x_comparison__mutmut_35": (
+        'time_cut = 1 - amgp["wall_time_s"]["mean"] / dense_wall if dense_wall > 0 else float("NAN")',
+        'float("NAN") is float("nan")'),
+    # equal_flop_budget: one-row tables (the MLP shapes do not depend on the rows), and end_full_size is falsy.
+    "amgp.experiment.x_equal_flop_budget__mutmut_17": (
+        "model = DLRM([2] * num_tables, config.arch_sparse_feature_size, config.arch_mlp_bot, config.arch_mlp_top,",
+        "table rows do not change the MLP shapes"),
+    "amgp.experiment.x_equal_flop_budget__mutmut_47": (
+        "static_phases = plan_phases(steps, config.amgp_warmup, 0, 0, 1, end_full_size=None)", "None is falsy like False"),
+    # amgp.experiment_stats.verdict: a mean of 0 is inside every interval (ci95 >= 0): never reaches the sign test.
+    "amgp.experiment_stats.x_verdict__mutmut_10": (
+        "return VERDICTS[0] if (mean >= 0) == higher_is_better else VERDICTS[1]", "mean 0 never gets past abs(mean) <= ci95"),
 }
 
 
