@@ -192,6 +192,14 @@ EQUIVALENT = {
         "table rows do not change the MLP shapes"),
     "amgp.experiment.x_equal_flop_budget__mutmut_47": (
         "static_phases = plan_phases(steps, config.amgp_warmup, 0, 0, 1, end_full_size=None)", "None is falsy like False"),
+    # The static plan has no dense phase between its sparse ones (dense_steps 0), so 1 or 2 cycles, or any
+    # dense_steps with 1 cycle, give the same steps (plan_fraction counts dense and sparse steps only).
+    "amgp.experiment.x_equal_flop_budget__mutmut_52": (
+        "static_phases = plan_phases(steps, config.amgp_warmup, 0, 0, end_full_size=False)", "2 cycles with no dense steps between: the same steps"),
+    "amgp.experiment.x_equal_flop_budget__mutmut_55": (
+        "static_phases = plan_phases(steps, config.amgp_warmup, 0, 1, 1, end_full_size=False)", "one cycle has no dense phase between"),
+    "amgp.experiment.x_equal_flop_budget__mutmut_56": (
+        "static_phases = plan_phases(steps, config.amgp_warmup, 0, 0, 2, end_full_size=False)", "2 cycles with no dense steps between: the same steps"),
     # amgp.experiment_stats.verdict: a mean of 0 is inside every interval (ci95 >= 0): never reaches the sign test.
     "amgp.experiment_stats.x_verdict__mutmut_10": (
         "return VERDICTS[0] if (mean >= 0) == higher_is_better else VERDICTS[1]", "mean 0 never gets past abs(mean) <= ci95"),
