@@ -1,4 +1,4 @@
-"""amgp.experiment.run_experiment on tiny runs (9 steps of 32 rows, layers 1 or 2 blocks wide): in seconds, what the
+"""amgp.experiment.run_experiment on tiny runs (10 steps of 32 rows, layers 1 or 2 blocks wide): in seconds, what the
 experiment itself decides: which methods run with which seeds, that each method spends the MLP FLOPs predicted for
 it, where each run is saved, what the progress output names, the recurring stage, workers, bad arguments.
 (test_experiment.py runs the same end to end through the command line on larger runs.)"""
@@ -16,13 +16,13 @@ from amgp.engines import make_trainer, train
 from amgp.recurring import RecurringConfig, Stages, continue_training
 from amgp.train import TrainConfig
 
-# amgp_layers, amgp_cycles, amgp_warmup: not all layers, not the default 2 cycles, a warmup longer than the
-# dense phases between sparse ones, so that a budget computed with those would not fit the runs.
+# amgp_layers, amgp_cycles, amgp_warmup: not all layers, not the default 2 cycles, a warmup unlike the other
+# dense phases, so that a budget computed with the wrong ones (or the arguments shifted) would not fit the runs.
 CONFIG = TrainConfig(arch_sparse_feature_size=4, arch_embedding_size=[6, 20], arch_mlp_bot=[13, 16, 4],
-                     arch_mlp_top=[16, 8, 1], mini_batch_size=32, num_batches=9, num_test_batches=1, block_size=4,
-                     amgp_warmup=2, amgp_final_dense=1, amgp_dense_steps=1, amgp_cycles=3, print_freq=3,
+                     arch_mlp_top=[16, 8, 1], mini_batch_size=32, num_batches=10, num_test_batches=1, block_size=4,
+                     amgp_warmup=3, amgp_final_dense=1, amgp_dense_steps=1, amgp_cycles=3, print_freq=3,
                      progress=False, seed=5)
-STEPS = 9
+STEPS = 10
 RECURRING = RecurringConfig(steps=2)
 
 

@@ -33,6 +33,7 @@ KERNELS = {
     "amgp_kernels/api.py": ["test_block_linear_cpu.py", "test_bad_input.py"],
     "amgp_kernels/autograd.py": ["test_block_linear_cpu.py"],
     "amgp_kernels/backends.py": ["test_block_linear_cpu.py", "test_bad_input.py"],
+    "amgp_kernels/active_step.py": ["test_active_step.py"],
 }
 
 # The rest of python_api/amgp (cli and bench are not mutated: their tests run the programs in subprocesses).
@@ -49,6 +50,11 @@ OTHER = {
     "amgp/metrics.py": ["test_dlrm.py"],
     "amgp/engines.py": ["test_dlrm.py"],
     "amgp/demo.py": ["test_demo_and_build.py"],
+    "amgp/active_step.py": ["test_active_step.py"],
+    "amgp/comm_hook.py": ["test_comm_hook.py"],
+    "amgp/workers.py": ["test_workers.py"],
+    "amgp/progress.py": ["test_cli_messages.py", "test_experiment_tiny.py"],
+    "amgp/trainer_parts.py": ["test_dlrm.py", "test_active_step.py", "test_schedule.py"],
 }
 
 MODULES = {**TRAINING, **KERNELS, **OTHER}
@@ -56,5 +62,5 @@ MODULES = {**TRAINING, **KERNELS, **OTHER}
 # Modules whose functions run in child processes (torch.multiprocessing ranks): mutmut only sees the calls made in
 # its own process, so the mutants it finds no test for are run again here, each in a fresh pytest process whose
 # children inherit the mutant (MUTANT_UNDER_TEST), against these test files.
-CHILD_PROCESS_TESTS = {"amgp/distributed.py": ["test_differing_state.py"]}
+CHILD_PROCESS_TESTS = {"amgp/distributed.py": ["test_differing_state.py"], "amgp/comm_hook.py": ["test_comm_hook.py"]}
 GROUPS = {"training": TRAINING, "kernels": KERNELS, "other": OTHER, "all": MODULES}
