@@ -14,7 +14,8 @@ TRAINING = {
     "amgp/pruner.py": ["test_block_pruner.py", "test_schedule_arguments.py", "test_schedule.py", "test_pruning_several_consumers.py"],
     "amgp/checkpoint.py": ["test_checkpoint_files.py", "test_checkpoint.py", "test_resume.py"],
     # test_distributed.py also runs amgp-dlrm in fresh interpreters, which cannot import the mutants' mutmut hooks.
-    "amgp/distributed.py": ["test_distributed_single_process.py", "test_differing_state.py"],
+    # test_distributed_threads.py: two ranks as threads of the test process, so mutmut sees their calls.
+    "amgp/distributed.py": ["test_distributed_single_process.py", "test_distributed_threads.py", "test_differing_state.py"],
     "amgp/pruning.py": ["test_pruning_functions.py", "test_sparse_mlp_and_pruning.py", "test_pruning_several_consumers.py", "test_sparsify.py",
                         "test_schedule.py"],
     # The tiny runs and hand-made reports: test_experiment.py / test_experiment_seeds.py retrain larger models
@@ -62,5 +63,6 @@ MODULES = {**TRAINING, **KERNELS, **OTHER}
 # Modules whose functions run in child processes (torch.multiprocessing ranks): mutmut only sees the calls made in
 # its own process, so the mutants it finds no test for are run again here, each in a fresh pytest process whose
 # children inherit the mutant (MUTANT_UNDER_TEST), against these test files.
-CHILD_PROCESS_TESTS = {"amgp/distributed.py": ["test_differing_state.py"], "amgp/comm_hook.py": ["test_comm_hook.py"]}
+CHILD_PROCESS_TESTS = {"amgp/distributed.py": ["test_differing_state.py"], "amgp/comm_hook.py": ["test_comm_hook.py"],
+                       "amgp/workers.py": ["test_workers.py"]}
 GROUPS = {"training": TRAINING, "kernels": KERNELS, "other": OTHER, "all": MODULES}
