@@ -1,9 +1,20 @@
 """amgp.distributed outside torchrun: every helper is a no-op for a single process, and before the process group
 exists the rank comes from torchrun's environment (see test_differing_state.py for two real ranks)."""
+import datetime
+import socket
+import warnings
+
 import pytest
 import torch
+import torch.distributed as dist
 
 from amgp import SparseMLP, distributed
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_a_single_process_is_rank_0_of_1_and_every_helper_passes_through(monkeypatch):
@@ -40,3 +51,43 @@ def test_decided_on_rank_keeps_the_decision_functions_doc():
         return {}
 
     assert distributed.decided_on_rank(decide).__doc__ == "Pick blocks."
+
+
+def test_a_worker_knows_whether_torchrun_restarted_it(monkeypatch):
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT", raising=False)
+    assert not distributed.restarted()
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    assert not distributed.restarted()
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert distributed.restarted()
+
+
+def test_a_restarted_attempt_keeps_its_keys_apart_from_the_failed_ones(monkeypatch):
+    """torchrun's store still holds the keys of the attempt that failed: a restarted worker's keys go under a
+    prefix of its own attempt, so it never reads the dead ranks' addresses."""
+    port = free_port()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "2")
+    fresh = distributed._fresh_store(datetime.timedelta(seconds=30))
+    assert (fresh["rank"], fresh["world_size"]) == (0, 1)
+    fresh["store"].set("address", "this attempt")
+    plain = dist.TCPStore("127.0.0.1", port, is_master=False, timeout=datetime.timedelta(seconds=30))
+    assert plain.get("amgp/attempt_2/address") == b"this attempt"
+
+
+def test_shutdown_ends_the_group_and_warns_while_a_data_parallel_module_holds_it():
+    distributed.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    assert dist.is_initialized()
+    held = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 1))
+    with pytest.warns(RuntimeWarning, match=r"^the torch.distributed process group is still referenced"):
+        distributed.shutdown()
+    assert not dist.is_initialized()
+    del held
+    distributed.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing holds the group: no warning
+        distributed.shutdown()
+    assert not dist.is_initialized()

@@ -38,7 +38,7 @@ def run_ranks(function, world=2):
     torch._C._distributed_c10d._set_thread_isolation_mode(True)
     _install_threaded_pg()
     try:
-        threads = [threading.Thread(target=rank_main, args=(rank,)) for rank in range(world)]
+        threads = [threading.Thread(target=rank_main, args=(rank,), daemon=True) for rank in range(world)]
         for thread in threads:
             thread.start()
         for thread in threads:
