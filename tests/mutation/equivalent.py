@@ -203,6 +203,15 @@ EQUIVALENT = {
     # amgp.experiment_stats.verdict: a mean of 0 is inside every interval (ci95 >= 0): never reaches the sign test.
     "amgp.experiment_stats.x_verdict__mutmut_10": (
         "return VERDICTS[0] if (mean >= 0) == higher_is_better else VERDICTS[1]", "mean 0 never gets past abs(mean) <= ci95"),
+    # amgp_kernels.blocks.channel_mask: the channel-to-block map made on the CPU indexes a tensor on any device
+    # (CPU indices are allowed everywhere): the same mask, after a host-to-device copy.
+    "amgp_kernels.blocks.x_channel_mask__mutmut_11": (
+        "block_of_channel = torch.arange(features, device=None) // block_size", "CPU indices work on any device: same mask"),
+    "amgp_kernels.blocks.x_channel_mask__mutmut_13": (
+        "block_of_channel = torch.arange(features, ) // block_size", "CPU indices work on any device: same mask"),
+    "amgp_kernels.blocks.x_channel_mask__mutmut_29": (
+        "return active[block_of_channel].to(device if (device is not None) or True else blocks.device)",
+        ".to(None) keeps the blocks' device, which the mask is already on"),
 }
 
 
@@ -286,4 +295,12 @@ NEEDS_GPU = {
     'amgp.sparse_linear.xǁSparseLinearǁto_linear__mutmut_10': (
         'dtype=self.weight.dtype)',
         'the nn.Linear made on the default device: to_linear of a GPU layer'),
+    # amgp_kernels.blocks.channel_mask: the block flags made on the CPU, set through CUDA block indices, fail there;
+    # on this machine every real device is the CPU ("meta" tensors accept either).
+    "amgp_kernels.blocks.x_channel_mask__mutmut_17": (
+        "active = torch.zeros(num_blocks(features, block_size), dtype=torch.bool, device=None)",
+        "CUDA block indices into a CPU tensor: channel_mask of CUDA blocks (test_block_linear.py on a GPU)"),
+    "amgp_kernels.blocks.x_channel_mask__mutmut_20": (
+        "active = torch.zeros(num_blocks(features, block_size), dtype=torch.bool, )",
+        "CUDA block indices into a CPU tensor: channel_mask of CUDA blocks (test_block_linear.py on a GPU)"),
 }
