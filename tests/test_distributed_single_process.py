@@ -23,6 +23,7 @@ def test_a_single_process_is_rank_0_of_1_and_every_helper_passes_through(monkeyp
     assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
     assert not distributed.is_distributed() and not distributed.launched_with_several_ranks()
     assert distributed.init_from_env() == torch.device("cpu")
+    assert distributed.init_from_env(use_gpu=True) == torch.device("cuda")  # (a device name: no GPU needed)
     batch = (torch.arange(4), torch.ones(4))
     assert distributed.shard(batch) is batch
     value = torch.tensor([1.0, 2.0])
@@ -78,12 +79,22 @@ def test_a_restarted_attempt_keeps_its_keys_apart_from_the_failed_ones(monkeypat
     assert plain.get("amgp/attempt_2/address") == b"this attempt"
 
 
-def test_shutdown_ends_the_group_and_warns_while_a_data_parallel_module_holds_it():
+SHUTDOWN_WARNING = (
+    "the torch.distributed process group is still referenced after amgp.distributed.shutdown() (a "
+    "DistributedDataParallel module still in use?): its worker threads outlive it and may abort the process at exit")
+
+
+def test_a_one_rank_group_is_a_single_process_and_shutdown_ends_it():
     distributed.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    assert dist.is_initialized()
+    assert dist.is_initialized() and dist.get_backend() == "gloo"
+    assert not distributed.is_distributed() and distributed.world_size() == 1
+    batch = (torch.arange(4),)
+    assert distributed.shard(batch) is batch
     held = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 1))
-    with pytest.warns(RuntimeWarning, match=r"^the torch.distributed process group is still referenced"):
+    with pytest.warns(RuntimeWarning) as caught:
         distributed.shutdown()
+    assert [str(w.message) for w in caught] == [SHUTDOWN_WARNING]
+    assert caught[0].filename == __file__  # points at the caller
     assert not dist.is_initialized()
     del held
     distributed.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
@@ -91,3 +102,16 @@ def test_shutdown_ends_the_group_and_warns_while_a_data_parallel_module_holds_it
         warnings.simplefilter("error")  # nothing holds the group: no warning
         distributed.shutdown()
     assert not dist.is_initialized()
+
+
+def test_without_rank_in_the_environment_a_launched_process_is_rank_0(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    assert distributed.rank() == 0
+
+
+def test_several_ranks_without_torch_distributed_is_an_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(dist, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"^WORLD_SIZE > 1 but this torch build has no torch\.distributed$"):
+        distributed.init_from_env()

@@ -71,12 +71,12 @@ def test_every_rank_decides_but_all_get_the_source_ranks_masks():
     def check(rank):
         calls = []
 
-        def decide(step):
-            calls.append(step)
+        def decide(step, *, scale):
+            calls.append(step * scale)
             return {"b": torch.tensor([rank == 0, True]), "a": torch.tensor([rank == 1])}
 
-        from_0 = distributed.decided_on_rank(decide)(7)
-        from_1 = distributed.decided_on_rank(decide, src=1)(8)
+        from_0 = distributed.decided_on_rank(decide)(7, scale=1)
+        from_1 = distributed.decided_on_rank(decide, src=1)(4, scale=2)
         direct = distributed.broadcast_masks({"c": torch.tensor([rank == 1, False, True])}, src=1)
         return calls, from_0, from_1, direct
 
@@ -103,7 +103,10 @@ def test_data_parallel_runs_the_method_with_rank_0s_weights(method):
 
     def check(rank):
         call = distributed.data_parallel(models[rank], method)
-        return call(torch.full((1, 3), float(rank + 1))).detach(), isinstance(call, nn.parallel.DistributedDataParallel)
+        # forward: the model itself is wrapped (its parameter names under the wrapper stay "module.<name>")
+        wrapped = isinstance(call, nn.parallel.DistributedDataParallel) and (
+            (call.module is models[rank]) == (method == "forward"))
+        return call(torch.full((1, 3), float(rank + 1))).detach(), wrapped
 
     (out0, wrapped0), (out1, wrapped1) = run_ranks(check)
     assert wrapped0 and wrapped1

@@ -212,6 +212,13 @@ EQUIVALENT = {
     "amgp_kernels.blocks.x_channel_mask__mutmut_29": (
         "return active[block_of_channel].to(device if (device is not None) or True else blocks.device)",
         ".to(None) keeps the blocks' device, which the mask is already on"),
+    # amgp.distributed.init_from_env: torch lowercases backend names.
+    'amgp.distributed.x_init_from_env__mutmut_41': (
+        'backend, timeout = "NCCL" if use_gpu else "gloo", datetime.timedelta(seconds=timeout_s)',
+        'backend names are case-insensitive (torch lowercases them)'),
+    'amgp.distributed.x_init_from_env__mutmut_43': (
+        'backend, timeout = "nccl" if use_gpu else "GLOO", datetime.timedelta(seconds=timeout_s)',
+        'backend names are case-insensitive (torch lowercases them)'),
 }
 
 
@@ -303,4 +310,101 @@ NEEDS_GPU = {
     "amgp_kernels.blocks.x_channel_mask__mutmut_20": (
         "active = torch.zeros(num_blocks(features, block_size), dtype=torch.bool, )",
         "CUDA block indices into a CPU tensor: channel_mask of CUDA blocks (test_block_linear.py on a GPU)"),
+    # amgp.distributed: the GPU path (nccl, CUDA devices); on this machine only gloo on the CPU runs.
+    'amgp.distributed.x_init_from_env__mutmut_20': (
+        'device = None',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_21': (
+        'device = torch.device(None, int(os.environ.get("LOCAL_RANK", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_22': (
+        'device = torch.device("cuda", None)',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_23': (
+        'device = torch.device(int(os.environ.get("LOCAL_RANK", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_24': (
+        'device = torch.device("cuda", )',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_25': (
+        'device = torch.device("XXcudaXX", int(os.environ.get("LOCAL_RANK", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_26': (
+        'device = torch.device("CUDA", int(os.environ.get("LOCAL_RANK", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_27': (
+        'device = torch.device("cuda", int(None))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_28': (
+        'device = torch.device("cuda", int(os.environ.get(None, "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_29': (
+        'device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", None)))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_30': (
+        'device = torch.device("cuda", int(os.environ.get("0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_31': (
+        'device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", )))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_32': (
+        'device = torch.device("cuda", int(os.environ.get("XXLOCAL_RANKXX", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_33': (
+        'device = torch.device("cuda", int(os.environ.get("local_rank", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_34': (
+        'device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "XX0XX")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_35': (
+        'torch.cuda.set_device(None)',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_38': (
+        'backend, timeout = "nccl" if (use_gpu) and False else "gloo", datetime.timedelta(seconds=timeout_s)',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_40': (
+        'backend, timeout = "XXncclXX" if use_gpu else "gloo", datetime.timedelta(seconds=timeout_s)',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_7': (
+        'wire = mask.to(None).contiguous()  # not every backend broadcasts bool tensors',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_9': (
+        'if dist.get_backend() == "XXncclXX":',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_10': (
+        'if dist.get_backend() == "NCCL":',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_11': (
+        'wire = None',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_17': (
+        'result[name] = wire.to(device=None, dtype=torch.bool)',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_19': (
+        'result[name] = wire.to(dtype=torch.bool)',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_data_parallel__mutmut_21': (
+        'return nn.parallel.DistributedDataParallel(wrapped, device_ids=None)',
+        "GPU only: a CUDA model's device_ids in DistributedDataParallel (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_data_parallel__mutmut_23': (
+        'return nn.parallel.DistributedDataParallel(wrapped, )',
+        "GPU only: a CUDA model's device_ids in DistributedDataParallel (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_data_parallel__mutmut_24': (
+        'return nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if (device.type == "cuda") and False else None)',
+        "GPU only: a CUDA model's device_ids in DistributedDataParallel (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_data_parallel__mutmut_27': (
+        'return nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if device.type == "XXcudaXX" else None)',
+        "GPU only: a CUDA model's device_ids in DistributedDataParallel (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_data_parallel__mutmut_28': (
+        'return nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if device.type == "CUDA" else None)',
+        "GPU only: a CUDA model's device_ids in DistributedDataParallel (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_differing_state__mutmut_13': (
+        'wire = reference.view(torch.uint8) if (reference.dtype == torch.bool) and False else reference',
+        'GPU only: NCCL cannot broadcast bool tensors (gloo can): differing_state under NCCL'),
+    'amgp.distributed.x_differing_state__mutmut_14': (
+        'wire = reference.view(torch.uint8) if (reference.dtype == torch.bool) or True else reference',
+        'GPU only: NCCL cannot broadcast bool tensors (gloo can): differing_state under NCCL'),
+    'amgp.distributed.x_differing_state__mutmut_16': (
+        'wire = reference.view(torch.uint8) if reference.dtype != torch.bool else reference',
+        'GPU only: NCCL cannot broadcast bool tensors (gloo can): differing_state under NCCL'),
 }
