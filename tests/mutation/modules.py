@@ -29,7 +29,7 @@ TRAINING = {
 # The Python side of amgp_kernels (the compiled extension and the Triton kernels are not mutated).
 KERNELS = {
     "amgp_kernels/blocks.py": ["test_block_geometry.py", "test_block_linear_cpu.py"],
-    "amgp_kernels/checks.py": ["test_bad_input.py", "test_block_linear_cpu.py"],
+    "amgp_kernels/checks.py": ["test_argument_messages.py", "test_bad_input.py", "test_block_linear_cpu.py"],
     "amgp_kernels/reference.py": ["test_reference_and_fake_shapes.py", "test_block_linear_cpu.py", "test_error_bounds.py"],
     "amgp_kernels/api.py": ["test_block_linear_cpu.py", "test_bad_input.py"],
     # (test_block_linear.py checks every backend and gradient too, but takes about a minute a mutant here)
