@@ -34,7 +34,7 @@ KERNELS = {
     "amgp_kernels/api.py": ["test_block_linear_cpu.py", "test_bad_input.py"],
     # (test_block_linear.py checks every backend and gradient too, but takes about a minute a mutant here)
     "amgp_kernels/autograd.py": ["test_reference_and_fake_shapes.py", "test_block_linear_cpu.py"],
-    "amgp_kernels/backends.py": ["test_block_linear_cpu.py", "test_bad_input.py"],
+    "amgp_kernels/backends.py": ["test_backend_choice.py", "test_block_linear_cpu.py", "test_bad_input.py"],
     "amgp_kernels/active_step.py": ["test_active_step.py"],
 }
 
