@@ -78,9 +78,11 @@ def test_every_rank_decides_but_all_get_the_source_ranks_masks():
         from_0 = distributed.decided_on_rank(decide)(7, scale=1)
         from_1 = distributed.decided_on_rank(decide, src=1)(4, scale=2)
         direct = distributed.broadcast_masks({"c": torch.tensor([rank == 1, False, True])}, src=1)
-        return calls, from_0, from_1, direct
+        default = distributed.broadcast_masks({"d": torch.tensor([rank == 1])})  # from rank 0
+        return calls, from_0, from_1, direct, default
 
-    for calls, from_0, from_1, direct in run_ranks(check):
+    for calls, from_0, from_1, direct, default in run_ranks(check):
+        assert default["d"].tolist() == [False]
         assert calls == [7, 8]  # any state the decision keeps stays in step on every rank
         assert list(from_0) == ["b", "a"]  # in the order the decision gave them
         assert from_0["b"].tolist() == [True, True] and from_0["a"].tolist() == [False]
@@ -106,7 +108,7 @@ def test_data_parallel_runs_the_method_with_rank_0s_weights(method):
         # forward: the model itself is wrapped (its parameter names under the wrapper stay "module.<name>")
         wrapped = isinstance(call, nn.parallel.DistributedDataParallel) and (
             (call.module is models[rank]) == (method == "forward"))
-        return call(torch.full((1, 3), float(rank + 1))).detach(), wrapped
+        return call(x=torch.full((1, 3), float(rank + 1))).detach(), wrapped  # keyword arguments reach the method
 
     (out0, wrapped0), (out1, wrapped1) = run_ranks(check)
     assert wrapped0 and wrapped1

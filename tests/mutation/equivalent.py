@@ -219,6 +219,9 @@ EQUIVALENT = {
     'amgp.distributed.x_init_from_env__mutmut_43': (
         'backend, timeout = "nccl" if use_gpu else "GLOO", datetime.timedelta(seconds=timeout_s)',
         'backend names are case-insensitive (torch lowercases them)'),
+    'amgp.distributed.x__fresh_store__mutmut_8': (
+        'store, rank_, world = next(dist.rendezvous("ENV://", timeout=timeout))',
+        'the URL scheme is read case-insensitively: the same env:// rendezvous'),
 }
 
 
@@ -407,4 +410,10 @@ NEEDS_GPU = {
     'amgp.distributed.x_differing_state__mutmut_16': (
         'wire = reference.view(torch.uint8) if reference.dtype != torch.bool else reference',
         'GPU only: NCCL cannot broadcast bool tensors (gloo can): differing_state under NCCL'),
+    'amgp.distributed.x_init_from_env__mutmut_52': (
+        'init_process_group(backend, timeout=None)',
+        "GPU only: no timeout is gloo's default, 30 min = the 1800 s asked for; nccl's default is 10 min"),
+    'amgp.distributed.x_init_from_env__mutmut_54': (
+        'init_process_group(backend, )',
+        "GPU only: no timeout is gloo's default, 30 min = the 1800 s asked for; nccl's default is 10 min"),
 }
