@@ -92,8 +92,8 @@ def test_every_rank_decides_but_all_get_the_source_ranks_masks():
 
 
 class Scaled(nn.Linear):
-    def doubled(self, x):
-        return 2 * self(x)
+    def doubled(self, input):  # noqa: A002 (named as nn.Linear.forward's argument)
+        return 2 * self(input)
 
 
 @pytest.mark.parametrize("method", ["forward", "doubled"])
@@ -108,7 +108,7 @@ def test_data_parallel_runs_the_method_with_rank_0s_weights(method):
         # forward: the model itself is wrapped (its parameter names under the wrapper stay "module.<name>")
         wrapped = isinstance(call, nn.parallel.DistributedDataParallel) and (
             (call.module is models[rank]) == (method == "forward"))
-        return call(x=torch.full((1, 3), float(rank + 1))).detach(), wrapped  # keyword arguments reach the method
+        return call(input=torch.full((1, 3), float(rank + 1))).detach(), wrapped  # keyword arguments reach the method
 
     (out0, wrapped0), (out1, wrapped1) = run_ranks(check)
     assert wrapped0 and wrapped1
