@@ -77,3 +77,11 @@ def test_amgp_validate_asks_for_validation_unless_unset_empty_or_0(monkeypatch, 
     else:
         monkeypatch.setenv("AMGP_VALIDATE", value)
     assert validation_requested() is asked
+
+
+def test_validate_false_skips_reading_the_index_values():
+    unsorted = torch.tensor([1, 0], dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"^in_blocks must be sorted in increasing order without duplicates$"):
+        block_linear(X, W, None, unsorted, None, 4)  # CPU indices: checked by default
+    y = block_linear(X, W, None, unsorted, None, 4, backend="reference", validate=False)  # the caller vouches
+    assert y.shape == (2, 3, 6)

@@ -31,7 +31,7 @@ KERNELS = {
     "amgp_kernels/blocks.py": ["test_block_geometry.py", "test_block_linear_cpu.py"],
     "amgp_kernels/checks.py": ["test_argument_messages.py", "test_bad_input.py", "test_block_linear_cpu.py"],
     "amgp_kernels/reference.py": ["test_reference_and_fake_shapes.py", "test_block_linear_cpu.py", "test_error_bounds.py"],
-    "amgp_kernels/api.py": ["test_block_linear_cpu.py", "test_bad_input.py"],
+    "amgp_kernels/api.py": ["test_block_linear_cpu.py", "test_bad_input.py", "test_argument_messages.py"],
     # (test_block_linear.py checks every backend and gradient too, but takes about a minute a mutant here)
     "amgp_kernels/autograd.py": ["test_reference_and_fake_shapes.py", "test_block_linear_cpu.py"],
     "amgp_kernels/backends.py": ["test_backend_choice.py", "test_block_linear_cpu.py", "test_bad_input.py"],
