@@ -35,7 +35,7 @@ KERNELS = {
     # (test_block_linear.py checks every backend and gradient too, but takes about a minute a mutant here)
     "amgp_kernels/autograd.py": ["test_reference_and_fake_shapes.py", "test_block_linear_cpu.py"],
     "amgp_kernels/backends.py": ["test_backend_choice.py", "test_block_linear_cpu.py", "test_bad_input.py"],
-    "amgp_kernels/active_step.py": ["test_active_step.py"],
+    "amgp_kernels/active_step.py": ["test_active_step_formulas.py", "test_active_step.py"],
 }
 
 # The rest of python_api/amgp (cli and bench are not mutated: their tests run the programs in subprocesses).
