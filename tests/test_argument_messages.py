@@ -37,7 +37,7 @@ def test_a_packed_x_of_the_wrong_width_is_told_the_widths_it_may_have():
     blocks = torch.tensor([0, 2], dtype=torch.int32)
     with pytest.raises(ValueError, match=r"^x is packed \(packed_in=True\), so x\.shape\[-1\] \(3\) must equal the "
                                          r"number of active input channels \(8 or 6 for these in_blocks\)$"):
-        block_linear(torch.ones(2, 3, 3), short, None, blocks, None, 4, packed_in=True)
+        block_linear(torch.ones(2, 5, 3), short, None, blocks, None, 4, packed_in=True)
     # 8 fits the metadata but not the index values (the short block is listed): the exact count is named
     with pytest.raises(ValueError, match=r"^x is packed \(packed_in=True\), so x\.shape\[-1\] \(8\) must equal the "
                                          r"number of active input channels \(6\)$"):

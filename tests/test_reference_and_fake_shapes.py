@@ -52,6 +52,21 @@ def test_reference_packed_activations_hold_the_active_channels_in_block_order():
     assert reference.block_linear(x, weight, bias, in_blocks, out_blocks, BS).shape == (2, OUT_F)  # not packed
 
 
+def test_reference_masks_are_made_on_x_s_device():
+    """Every block active (no block list to take a device from): the masks still follow x ("meta" here)."""
+    y = reference.block_linear(torch.ones(2, 8, device="meta"), torch.ones(4, 8, device="meta"), None, None, None, 4)
+    assert (y.device.type, y.shape) == ("meta", (2, 4))
+
+
+def test_reference_packs_and_unpacks_batches_of_any_rank():
+    gen = torch.Generator().manual_seed(3)
+    x, weight = torch.randn(2, 3, IN_F, generator=gen), torch.randn(OUT_F, IN_F, generator=gen)
+    in_blocks = torch.tensor([0, 2])
+    in_mask = torch.tensor(channels([0, 2], IN_F)) > 0
+    packed = reference.block_linear(x[..., in_mask], weight, None, in_blocks, None, BS, packed_in=True)
+    torch.testing.assert_close(packed, reference.block_linear(x, weight, None, in_blocks, None, BS))
+
+
 def test_reference_never_reads_inactive_values():
     x, weight = torch.ones(1, IN_F), torch.ones(OUT_F, IN_F)
     x[0, 4:8] = float("nan")  # block 1 of the input, inactive

@@ -222,6 +222,22 @@ EQUIVALENT = {
     'amgp.distributed.x__fresh_store__mutmut_8': (
         'store, rank_, world = next(dist.rendezvous("ENV://", timeout=timeout))',
         'the URL scheme is read case-insensitively: the same env:// rendezvous'),
+    # amgp_kernels.checks and amgp_kernels.reference
+    'amgp_kernels.checks.x_check_arguments__mutmut_1': (
+        'def check_arguments(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in=True,',
+        'every caller (amgp_kernels.api) passes packed_in and packed_out'),
+    'amgp_kernels.checks.x_check_arguments__mutmut_2': (
+        'packed_out=True):',
+        'every caller (amgp_kernels.api) passes packed_in and packed_out'),
+    'amgp_kernels.checks.x_check_block_indices__mutmut_25': (
+        'if values.numel() >= 1 and not bool((values[1:] > values[:-1]).all()):',
+        'one block is always in order: values[1:] is empty'),
+    'amgp_kernels.reference.x_block_linear__mutmut_35': (
+        'x_active = x.masked_fill(~m_in, 1)',
+        "the weight's inactive columns are zeroed: x's inactive channels meet only zeros (and get no gradient)"),
+    'amgp_kernels.reference.x_block_linear__mutmut_43': (
+        'w_active = weight.masked_fill(~(m_out[:, None] & m_in[None, :]), 1)',
+        'inactive x channels are zero and inactive outputs are masked after: the filled weights never count'),
 }
 
 
