@@ -92,12 +92,12 @@ def test_every_rank_decides_but_all_get_the_source_ranks_masks():
 
 
 class Scaled(nn.Linear):
-    def doubled(self, input):  # noqa: A002 (named as nn.Linear.forward's argument)
-        return 2 * self(input)
+    def scaled(self, x, factor):
+        return factor * self(x)
 
 
-@pytest.mark.parametrize("method", ["forward", "doubled"])
-def test_data_parallel_runs_the_method_with_rank_0s_weights(method):
+@pytest.mark.parametrize("method, kwargs", [("forward", {}), ("scaled", {"factor": 2.0})])
+def test_data_parallel_runs_the_method_with_rank_0s_weights(method, kwargs):
     """(The averaged gradients are checked on real processes: test_distributed.py; on thread ranks DDP's
     gradient all-reduce is not reliably finished when backward returns.)"""
     torch.manual_seed(0)
@@ -108,9 +108,9 @@ def test_data_parallel_runs_the_method_with_rank_0s_weights(method):
         # forward: the model itself is wrapped (its parameter names under the wrapper stay "module.<name>")
         wrapped = isinstance(call, nn.parallel.DistributedDataParallel) and (
             (call.module is models[rank]) == (method == "forward"))
-        return call(input=torch.full((1, 3), float(rank + 1))).detach(), wrapped  # keyword arguments reach the method
+        return call(torch.full((1, 3), float(rank + 1)), **kwargs).detach(), wrapped  # positional and keyword
 
     (out0, wrapped0), (out1, wrapped1) = run_ranks(check)
     assert wrapped0 and wrapped1
-    assert torch.equal(out0, getattr(models[0], method)(torch.ones(1, 3)).detach())
-    assert torch.equal(out1, getattr(models[0], method)(torch.full((1, 3), 2.0)).detach())
+    assert torch.equal(out0, getattr(models[0], method)(torch.ones(1, 3), **kwargs).detach())
+    assert torch.equal(out1, getattr(models[0], method)(torch.full((1, 3), 2.0), **kwargs).detach())
