@@ -2,6 +2,7 @@
 backend= > set_backend() > $AMGP_BACKEND > "auto", and the error that names the backend asked for, why it cannot
 run, what can, and the extension's load error. Builds and devices this machine lacks are stood in for by
 replacing what the module reads (compiled_backends, the Triton module, LOAD_ERROR)."""
+import sys
 import types
 
 import pytest
@@ -94,3 +95,18 @@ def test_the_triton_backend_counts_only_where_it_can_run(monkeypatch):
     assert backends._triton_module() is None
     monkeypatch.setattr(triton_backend, "AVAILABLE", True)
     assert backends._triton_module() is triton_backend
+
+
+def test_triton_unavailable_says_why(build, monkeypatch):
+    build(["cpu"])  # no usable Triton module
+    triton_backend = pytest.importorskip("amgp_kernels.triton")
+    monkeypatch.setattr(triton_backend, "UNAVAILABLE_REASON", "a reason of its own")
+    with pytest.raises(BackendUnavailableError, match=r"^backend 'triton' is not available \(a reason of its own\)"):
+        backends.resolve("triton", CUDA)
+    # Triton not even importable: the import error is the reason
+    import amgp_kernels
+    monkeypatch.delattr(amgp_kernels, "triton")
+    monkeypatch.setitem(sys.modules, "amgp_kernels.triton", None)
+    with pytest.raises(BackendUnavailableError, match=r"^backend 'triton' is not available \(import of "
+                                                      r"amgp_kernels\.triton halted"):
+        backends.resolve("triton", CUDA)

@@ -107,18 +107,21 @@ def test_fake_shapes_are_the_real_ops(in_blocks, out_blocks, packed):
     in_b = None if in_blocks is None else torch.tensor(in_blocks, dtype=torch.int32)  # the op's index type
     out_b = None if out_blocks is None else torch.tensor(out_blocks, dtype=torch.int32)
     in_f, out_f = 12, 8  # whole blocks: packed widths are known from the metadata
-    x = torch.randn(3, in_f if not packed or in_b is None else len(in_blocks) * BS)
+    x = torch.randn(2, 3, in_f if not packed or in_b is None else len(in_blocks) * BS)  # a 3-D batch
     weight, bias = torch.randn(out_f, in_f), torch.randn(out_f)
     args = (in_b, out_b, BS, "relu", packed, packed)
     real = torch.ops.amgp.block_linear(x, weight, bias, *args)
     real_shared = torch.ops.amgp._block_linear_forward(x, weight, bias, *args)
     real_grads = torch.ops.amgp.block_linear_backward(real, x, weight, real, *args, [True, False, True])
+    real_weight_grad = torch.ops.amgp.block_linear_backward(real, x, weight, real, *args, [False, True, False])
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:
         fx, fw, fb, fy = (mode.from_tensor(t) for t in (x, weight, bias, real))
         fake = torch.ops.amgp.block_linear(fx, fw, fb, *args)
         fake_shared = torch.ops.amgp._block_linear_forward(fx, fw, fb, *args)
         fake_grads = torch.ops.amgp.block_linear_backward(fy, fx, fw, fy, *args, [True, False, True])
+        fake_weight_grad = torch.ops.amgp.block_linear_backward(fy, fx, fw, fy, *args, [False, True, False])
     assert fake.shape == real.shape
     assert [t.shape for t in fake_shared] == [t.shape for t in real_shared]
     assert [t.shape for t in fake_grads] == [t.shape for t in real_grads]
     assert fake_grads[1].shape == (0,) and fake_grads[2].shape == (out_f,)
+    assert [t.shape for t in fake_weight_grad] == [t.shape for t in real_weight_grad] == [(0,), (out_f, in_f), (0,)]

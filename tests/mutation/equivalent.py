@@ -238,6 +238,28 @@ EQUIVALENT = {
     'amgp_kernels.reference.x_block_linear__mutmut_43': (
         'w_active = weight.masked_fill(~(m_out[:, None] & m_in[None, :]), 1)',
         'inactive x channels are zero and inactive outputs are masked after: the filled weights never count'),
+    # amgp_kernels.autograd (fake implementations) and amgp_kernels.backends
+    'amgp_kernels.autograd.x_fake_sharing_forward__mutmut_4': (
+        'y = fake_forward(x, weight, None, in_blocks, out_blocks, block_size, activation, packed_in, packed_out)',
+        "fake_forward's shape does not depend on it"),
+    'amgp_kernels.autograd.x_fake_sharing_forward__mutmut_5': (
+        'y = fake_forward(x, weight, bias, None, out_blocks, block_size, activation, packed_in, packed_out)',
+        "fake_forward's shape does not depend on it"),
+    'amgp_kernels.autograd.x_fake_sharing_forward__mutmut_8': (
+        'y = fake_forward(x, weight, bias, in_blocks, out_blocks, block_size, None, packed_in, packed_out)',
+        "fake_forward's shape does not depend on it"),
+    'amgp_kernels.autograd.x_fake_sharing_forward__mutmut_9': (
+        'y = fake_forward(x, weight, bias, in_blocks, out_blocks, block_size, activation, None, packed_out)',
+        "fake_forward's shape does not depend on it"),
+    'amgp_kernels.autograd.x_fake_forward__mutmut_1': (
+        'def fake_forward(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in=True,',
+        "the dispatcher passes every argument to a registered fake (the schema's defaults filled in)"),
+    'amgp_kernels.backends.x_get_backend__mutmut_8': (
+        'return _check_name(os.environ.get("AMGP_BACKEND", None) or "auto", "AMGP_BACKEND")',
+        "None or 'auto' is 'auto', as the default was"),
+    'amgp_kernels.backends.x_get_backend__mutmut_10': (
+        'return _check_name(os.environ.get("AMGP_BACKEND", ) or "auto", "AMGP_BACKEND")',
+        "None or 'auto' is 'auto', as the default was"),
 }
 
 
