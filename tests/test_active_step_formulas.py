@@ -28,10 +28,11 @@ LAYOUTS = ["contiguous", "transposed"]
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("nesterov, first_step", [(False, False), (True, False), (False, True)])
-def test_sgd_with_weight_decay_momentum_and_dampening(layout, nesterov, first_step):
+@pytest.mark.parametrize("wd, momentum", [(0.01, 0.9), (1.0, 1.0)])
+def test_sgd_with_weight_decay_momentum_and_dampening(layout, nesterov, first_step, wd, momentum):
     param, grad, buf = tensors(3, 0, layout)
     before = [param.clone(), buf.clone()]
-    lr, wd, momentum, dampening = 0.1, 0.01, 0.9, 0.2
+    lr, dampening = 0.1, 0.2
     d = grad + wd * before[0]
     new_buf = d.clone() if first_step else before[1] * momentum + (1 - dampening) * d
     step = d + momentum * new_buf if nesterov else new_buf
@@ -48,7 +49,7 @@ def test_sgd_without_momentum_needs_no_buffer(layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("weight_decay, decay_factor", [(0.01, 1.0), (0.0, 0.99)])  # Adam's L2, AdamW's decay
+@pytest.mark.parametrize("weight_decay, decay_factor", [(0.01, 1.0), (1.0, 1.0), (0.0, 0.99)])  # Adam's L2, AdamW's
 def test_adam_and_adamw(layout, weight_decay, decay_factor):
     param, grad, m, v = tensors(4, 2, layout)
     before = [param.clone(), m.clone(), v.clone()]
@@ -64,7 +65,7 @@ def test_adam_and_adamw(layout, weight_decay, decay_factor):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01, 1.0])
 def test_adagrad(layout, weight_decay):
     param, grad, state = tensors(3, 3, layout)
     before = [param.clone(), state.clone()]
@@ -92,6 +93,38 @@ def test_every_block_when_no_list_is_given():
     before = param.clone()
     active_sgd_step_(param, grad, None, None, None, BS, 0.5, 0.0, 0.0, 0.0, False, False)
     torch.testing.assert_close(param, before - 0.5 * grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["grad", "exp_avg", "exp_avg_sq"])
+def test_adam_names_the_tensor_that_does_not_fit(name):
+    param, grad, m, v = tensors(4, 7, "contiguous")
+    given = {"grad": grad, "exp_avg": m, "exp_avg_sq": v}
+    given[name] = given[name].float()
+    with pytest.raises(ValueError, match=rf"^{name} must have param's shape, dtype and device"):
+        active_adam_step_(param, given["grad"], given["exp_avg"], given["exp_avg_sq"], None, None, 4, 0.9, 0.99,
+                          1e-3, 0.0, 1.0, 0.1, 1.0)
+    for side in ("out_blocks", "in_blocks"):
+        blocks = {"out_blocks": None, "in_blocks": None, side: torch.tensor([0])}
+        with pytest.raises(TypeError, match=rf"^{side} must be a 1-D int32 tensor"):
+            active_adam_step_(param, grad, m, v, blocks["out_blocks"], blocks["in_blocks"], 4, 0.9, 0.99, 1e-3, 0.0,
+                              1.0, 0.1, 1.0)
+
+
+@pytest.mark.parametrize("name", ["grad", "momentum_buffer", "state_sum"])
+def test_sgd_and_adagrad_name_the_tensor_that_does_not_fit(name):
+    param, grad, other = tensors(3, 8, "contiguous")
+    if name == "state_sum":
+        with pytest.raises(ValueError, match=r"^grad must have param's shape"):
+            active_adagrad_step_(param, grad.float(), other, None, None, 4, 0.1, 0.0, 1e-3)
+        return
+    given = {"grad": grad, "momentum_buffer": other}
+    given[name] = given[name].float()
+    with pytest.raises(ValueError, match=rf"^{name} must have param's shape"):
+        active_sgd_step_(param, given["grad"], given["momentum_buffer"], None, None, 4, 0.1, 0.0, 0.9, 0.0, False,
+                         False)
+    if name == "grad":  # without momentum, too
+        with pytest.raises(ValueError, match=r"^grad must have param's shape"):
+            active_sgd_step_(param, given["grad"], None, None, None, 4, 0.1, 0.0, 0.0, 0.0, False, False)
 
 
 @pytest.mark.parametrize("call, error, message", [

@@ -260,6 +260,25 @@ EQUIVALENT = {
     'amgp_kernels.backends.x_get_backend__mutmut_10': (
         'return _check_name(os.environ.get("AMGP_BACKEND", ) or "auto", "AMGP_BACKEND")',
         "None or 'auto' is 'auto', as the default was"),
+    # amgp_kernels.active_step
+    'amgp_kernels.active_step.x__active_index__mutmut_3': (
+        'return torch.arange(features, device=None)',
+        'CPU indices work on a tensor of any device: the same entries'),
+    'amgp_kernels.active_step.x__active_index__mutmut_5': (
+        'return torch.arange(features, )',
+        'CPU indices work on a tensor of any device: the same entries'),
+    'amgp_kernels.active_step.x__active_index__mutmut_27': (
+        'return torch.nonzero(channel_mask(blocks, features, block_size, None)).flatten()',
+        "the mask is made on the blocks' device, which is param's: the same entries"),
+    'amgp_kernels.active_step.x__active_index__mutmut_31': (
+        'return torch.nonzero(channel_mask(blocks, features, block_size, )).flatten()',
+        "the mask is made on the blocks' device, which is param's: the same entries"),
+    'amgp_kernels.active_step.x_active_adagrad_step___mutmut_60': (
+        's.addcmul_(d, d, )',
+        "value=1 is addcmul_'s default"),
+    'amgp_kernels.active_step.x_active_adam_step___mutmut_61': (
+        'if decay_factor != 2:',
+        "AdamW's factor 1 - lr * weight_decay is below 1, never 2; 1 skips a multiplication by 1"),
 }
 
 
