@@ -58,7 +58,7 @@ OTHER = {
     # (test_cli_messages.py runs the CLI in fresh interpreters, which cannot import the mutants' mutmut hooks)
     "amgp/progress.py": ["test_experiment_tiny.py"],
     # (reached through amgp.train.Trainer only; test_dlrm.py runs the CLI in fresh interpreters)
-    "amgp/trainer_parts.py": ["test_experiment_tiny.py", "test_resume.py"],
+    "amgp/trainer_parts.py": ["test_trainer_parts.py", "test_experiment_tiny.py", "test_resume.py"],
 }
 
 MODULES = {**TRAINING, **KERNELS, **OTHER}
