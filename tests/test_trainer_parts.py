@@ -9,20 +9,21 @@ import torch
 
 from amgp.config import TrainConfig
 from amgp.dlrm import DLRM
-from amgp.trainer_parts import build_model, build_optimizer, build_schedule, sparse_embedding_grad
+from amgp import distributed
+from amgp.trainer_parts import EngineParts, build_model, build_optimizer, build_schedule, sparse_embedding_grad
 
 CONFIG = TrainConfig(arch_sparse_feature_size=4, arch_embedding_size=[6, 20], arch_mlp_bot=[13, 16, 4],
-                     arch_mlp_top=[16, 8, 1], block_size=4, learning_rate=0.05, momentum=0.5, weight_decay=0.01,
+                     arch_mlp_top=[16, 8, 1], block_size=4, learning_rate=0.05, momentum=0.5, weight_decay=0.02,
                      amgp_warmup=2, amgp_final_dense=3, amgp_dense_steps=1, amgp_cycles=2, amgp_density=0.5,
                      progress=False)
 DATA = types.SimpleNamespace(num_dense=13, table_sizes=[6, 20])
 
 
 @pytest.mark.parametrize("name, kind, settings", [
-    ("sgd", torch.optim.SGD, {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.01}),
-    ("adagrad", torch.optim.Adagrad, {"lr": 0.05, "weight_decay": 0.01}),
-    ("adam", torch.optim.Adam, {"lr": 0.05, "weight_decay": 0.01}),
-    ("adamw", torch.optim.AdamW, {"lr": 0.05, "weight_decay": 0.01}),
+    ("sgd", torch.optim.SGD, {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.02}),
+    ("adagrad", torch.optim.Adagrad, {"lr": 0.05, "weight_decay": 0.02}),
+    ("adam", torch.optim.Adam, {"lr": 0.05, "weight_decay": 0.02}),
+    ("adamw", torch.optim.AdamW, {"lr": 0.05, "weight_decay": 0.02}),  # (not AdamW's default 0.01)
 ])
 def test_the_optimizer_asked_for_with_its_settings(name, kind, settings):
     model = torch.nn.Linear(3, 2)
@@ -64,6 +65,13 @@ def test_the_model_is_the_configured_one_and_must_fit_the_data():
     assert model.bot_l.sizes == [13, 16, 4] and model.top_l.sizes[1:] == [16, 8, 1]
     assert {layer.block_size for layer in model.bot_l.layers} == {4}
     assert [table.num_embeddings for table in model.modules() if isinstance(table, torch.nn.EmbeddingBag)] == [6, 20]
+    itself = build_model(dataclasses.replace(CONFIG, arch_interaction_itself=True, backend="reference"), DATA,
+                         torch.device("cpu"))
+    assert itself.top_l.sizes[0] == DLRM([6, 20], 4, [13, 16, 4], [16, 8, 1], "dot", True).top_l.sizes[0] \
+        != model.top_l.sizes[0]
+    assert {layer.backend for layer in itself.top_l.layers} == {"reference"} and model.top_l.layers[0].backend is None
+    plain = build_model(CONFIG, DATA, torch.device("cpu"), sparse=False)  # no block-sparse layers
+    assert not any(type(m).__name__ == "SparseLinear" for m in plain.modules())
     with pytest.raises(ValueError, match=r"^arch_mlp_bot starts with 13 inputs, but the data has 11 dense features$"):
         build_model(CONFIG, types.SimpleNamespace(num_dense=11, table_sizes=[6, 20]), torch.device("cpu"))
 
@@ -74,9 +82,13 @@ def test_the_model_is_the_configured_one_and_must_fit_the_data():
     ({"amgp": False}, ["dense"]),
 ])
 def test_each_mode_gets_its_schedule(mode, kinds):
-    config = dataclasses.replace(CONFIG, **mode)
+    config = dataclasses.replace(CONFIG, amgp_criterion="taylor", amgp_growth="zero", seed=3, **mode)
     model = build_model(config, DATA, torch.device("cpu"))
-    schedule = build_schedule(config, model, build_optimizer(config, model), 20)
+    optimizer = build_optimizer(config, model)
+    schedule = build_schedule(config, model, optimizer, 20)
+    pruner = schedule.pruner
+    assert (schedule.optimizer, pruner.criterion, pruner.growth, pruner.seed) == (optimizer, "taylor", "zero", 3)
+    assert pruner.sync is distributed.broadcast_masks  # rank 0 decides every mask change
     assert [phase.kind for phase in schedule.phases] == kinds
     assert schedule.phases[0].steps == (2 if len(kinds) > 1 else 20)
     if mode == {"amgp": True}:
@@ -84,4 +96,13 @@ def test_each_mode_gets_its_schedule(mode, kinds):
     assert [name for name, *_ in schedule.pruner.pairs] == ["top_l.layers.0", "top_l.layers.1"]  # the default layers
     every = build_schedule(config, model, None, 20, layers=["bot_l", "top_l"])
     assert every.phases == schedule.phases and [name for name, *_ in every.pruner.pairs][0] == "bot_l.layers.0"
-    assert set(schedule.pruner.densities.values()) == {0.5} and schedule.pruner.seed == config.seed
+    assert set(schedule.pruner.densities.values()) == {0.5}
+
+
+def test_the_trainer_trains_through_the_models_logits():
+    parts = EngineParts()
+    parts.config, parts.model = CONFIG, build_model(CONFIG, DATA, torch.device("cpu"))
+    parts.logits = parts.parallel_logits()
+    assert parts.logits == parts.model.logits  # (one process: the method itself, no DistributedDataParallel)
+    assert parts.data_parallel_module() is None and parts.replicated_module() is parts.model
+    assert parts.pruned_layers() == ["top_l"]

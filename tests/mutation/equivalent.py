@@ -282,6 +282,16 @@ EQUIVALENT = {
     'amgp_kernels.active_step.x_active_sgd_step___mutmut_51': (
         'torch.ops.amgp.active_sgd_step_(param, grad, momentum_buffer if (momentum != 0) or True else None, out_blocks,',
         'with momentum 0 the compiled kernel neither reads nor writes the buffer (checked by hand)'),
+    # amgp.trainer_parts
+    'amgp.trainer_parts.x_build_schedule__mutmut_11': (
+        'phases = dict(final_dense=0, cycles=1, end_full_size=False)',
+        'the static plan has one cycle: no dense phases between, whatever dense_steps'),
+    'amgp.trainer_parts.x_build_schedule__mutmut_15': (
+        'phases = dict(final_dense=0, dense_steps=1, cycles=1, end_full_size=False)',
+        'the static plan has one cycle: no dense phases between, whatever dense_steps'),
+    'amgp.trainer_parts.x_build_schedule__mutmut_9': (
+        'phases = dict(final_dense=0, dense_steps=0, cycles=1, end_full_size=None)',
+        'None is falsy like False'),
 }
 
 
@@ -476,4 +486,13 @@ NEEDS_GPU = {
     'amgp.distributed.x_init_from_env__mutmut_54': (
         'init_process_group(backend, )',
         "GPU only: no timeout is gloo's default, 30 min = the 1800 s asked for; nccl's default is 10 min"),
+    'amgp.trainer_parts.x_build_model__mutmut_16': (
+        'sparse=sparse, sparse_grad=sparse_embedding_grad(config), backend=config.backend, device=None)',
+        "GPU only: the model built on the default device instead of the trainer's (a GPU run)"),
+    'amgp.trainer_parts.x_build_model__mutmut_27': (
+        'sparse=sparse, sparse_grad=sparse_embedding_grad(config), backend=config.backend, )',
+        "GPU only: the model built on the default device instead of the trainer's (a GPU run)"),
+    'amgp.trainer_parts.xǁEnginePartsǁbuild_model__mutmut_3': (
+        'return build_model(self.config, self.data, None)',
+        "GPU only: the model built on the default device instead of the trainer's (a GPU run)"),
 }
