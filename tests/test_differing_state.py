@@ -23,7 +23,7 @@ def free_port():
 def worker(rank, port, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
     torch.set_num_threads(1)
-    distributed.init_from_env()
+    device = distributed.init_from_env()
     try:
         torch.manual_seed(0)
         model = SparseMLP([6, 16, 16, 1], block_size=4)
@@ -34,6 +34,7 @@ def worker(rank, port, out_dir):
                 model.layers[0].weight[0, 0] += 1e-6
         apart = distributed.differing_state(model)
         helpers = {
+            "joined": (device, dist.get_backend()),
             "rank": (distributed.rank(), distributed.world_size(), distributed.is_main()),
             "shard": distributed.shard((torch.arange(5), torch.arange(5) * 10)),
             "mean": distributed.mean_across_ranks(torch.tensor([float(rank), 4.0])),
@@ -54,6 +55,7 @@ def test_differing_state_names_the_mask_and_weight_that_differ_from_rank_0(tmp_p
     assert rank1["apart"] == ["layers.0.weight", "layers.1.out_mask"]
 
     for r, result in enumerate((rank0, rank1)):
+        assert result["joined"] == (torch.device("cpu"), "gloo")
         assert result["rank"] == (r, 2, r == 0)
         assert [t.tolist() for t in result["shard"]] == [[[0, 1, 2], [0, 10, 20]], [[3, 4], [30, 40]]][r]
         assert result["mean"].tolist() == [0.5, 4.0]

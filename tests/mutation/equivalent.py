@@ -176,6 +176,122 @@ EQUIVALENT = {
     'amgp.sparse_linear.xǁSparseLinearǁreset_parameters__mutmut_17': (
         'bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 1',
         'in_features >= 1 always (checked): the else branch is unreachable'),
+    # amgp.experiment: flush only decides when a worker's line leaves a pipe, not what it says.
+    "amgp.experiment.x__say__mutmut_2": ("print(line, flush=None)  # (from a worker process, whose output may be a pipe)",
+                                         "same text; only when it is flushed"),
+    "amgp.experiment.x__say__mutmut_4": ("print(line, )  # (from a worker process, whose output may be a pipe)",
+                                         "same text; only when it is flushed"),
+    "amgp.experiment.x__say__mutmut_5": ("print(line, flush=False)  # (from a worker process, whose output may be a pipe)",
+                                         "same text; only when it is flushed"),
+    "amgp.experiment.x_comparison__mutmut_35": (
+        'time_cut = 1 - amgp["wall_time_s"]["mean"] / dense_wall if dense_wall > 0 else float("NAN")',
+        'float("NAN") is float("nan")'),
+    # equal_flop_budget: one-row tables (the MLP shapes do not depend on the rows), and end_full_size is falsy.
+    "amgp.experiment.x_equal_flop_budget__mutmut_17": (
+        "model = DLRM([2] * num_tables, config.arch_sparse_feature_size, config.arch_mlp_bot, config.arch_mlp_top,",
+        "table rows do not change the MLP shapes"),
+    "amgp.experiment.x_equal_flop_budget__mutmut_47": (
+        "static_phases = plan_phases(steps, config.amgp_warmup, 0, 0, 1, end_full_size=None)", "None is falsy like False"),
+    # The static plan has no dense phase between its sparse ones (dense_steps 0), so 1 or 2 cycles, or any
+    # dense_steps with 1 cycle, give the same steps (plan_fraction counts dense and sparse steps only).
+    "amgp.experiment.x_equal_flop_budget__mutmut_52": (
+        "static_phases = plan_phases(steps, config.amgp_warmup, 0, 0, end_full_size=False)", "2 cycles with no dense steps between: the same steps"),
+    "amgp.experiment.x_equal_flop_budget__mutmut_55": (
+        "static_phases = plan_phases(steps, config.amgp_warmup, 0, 1, 1, end_full_size=False)", "one cycle has no dense phase between"),
+    "amgp.experiment.x_equal_flop_budget__mutmut_56": (
+        "static_phases = plan_phases(steps, config.amgp_warmup, 0, 0, 2, end_full_size=False)", "2 cycles with no dense steps between: the same steps"),
+    # amgp.experiment_stats.verdict: a mean of 0 is inside every interval (ci95 >= 0): never reaches the sign test.
+    "amgp.experiment_stats.x_verdict__mutmut_10": (
+        "return VERDICTS[0] if (mean >= 0) == higher_is_better else VERDICTS[1]", "mean 0 never gets past abs(mean) <= ci95"),
+    # amgp_kernels.blocks.channel_mask: the channel-to-block map made on the CPU indexes a tensor on any device
+    # (CPU indices are allowed everywhere): the same mask, after a host-to-device copy.
+    "amgp_kernels.blocks.x_channel_mask__mutmut_11": (
+        "block_of_channel = torch.arange(features, device=None) // block_size", "CPU indices work on any device: same mask"),
+    "amgp_kernels.blocks.x_channel_mask__mutmut_13": (
+        "block_of_channel = torch.arange(features, ) // block_size", "CPU indices work on any device: same mask"),
+    "amgp_kernels.blocks.x_channel_mask__mutmut_29": (
+        "return active[block_of_channel].to(device if (device is not None) or True else blocks.device)",
+        ".to(None) keeps the blocks' device, which the mask is already on"),
+    # amgp.distributed.init_from_env: torch lowercases backend names.
+    'amgp.distributed.x_init_from_env__mutmut_41': (
+        'backend, timeout = "NCCL" if use_gpu else "gloo", datetime.timedelta(seconds=timeout_s)',
+        'backend names are case-insensitive (torch lowercases them)'),
+    'amgp.distributed.x_init_from_env__mutmut_43': (
+        'backend, timeout = "nccl" if use_gpu else "GLOO", datetime.timedelta(seconds=timeout_s)',
+        'backend names are case-insensitive (torch lowercases them)'),
+    'amgp.distributed.x__fresh_store__mutmut_8': (
+        'store, rank_, world = next(dist.rendezvous("ENV://", timeout=timeout))',
+        'the URL scheme is read case-insensitively: the same env:// rendezvous'),
+    # amgp_kernels.checks and amgp_kernels.reference
+    'amgp_kernels.checks.x_check_arguments__mutmut_1': (
+        'def check_arguments(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in=True,',
+        'every caller (amgp_kernels.api) passes packed_in and packed_out'),
+    'amgp_kernels.checks.x_check_arguments__mutmut_2': (
+        'packed_out=True):',
+        'every caller (amgp_kernels.api) passes packed_in and packed_out'),
+    'amgp_kernels.checks.x_check_block_indices__mutmut_25': (
+        'if values.numel() >= 1 and not bool((values[1:] > values[:-1]).all()):',
+        'one block is always in order: values[1:] is empty'),
+    'amgp_kernels.reference.x_block_linear__mutmut_35': (
+        'x_active = x.masked_fill(~m_in, 1)',
+        "the weight's inactive columns are zeroed: x's inactive channels meet only zeros (and get no gradient)"),
+    'amgp_kernels.reference.x_block_linear__mutmut_43': (
+        'w_active = weight.masked_fill(~(m_out[:, None] & m_in[None, :]), 1)',
+        'inactive x channels are zero and inactive outputs are masked after: the filled weights never count'),
+    # amgp_kernels.autograd (fake implementations) and amgp_kernels.backends
+    'amgp_kernels.autograd.x_fake_sharing_forward__mutmut_4': (
+        'y = fake_forward(x, weight, None, in_blocks, out_blocks, block_size, activation, packed_in, packed_out)',
+        "fake_forward's shape does not depend on it"),
+    'amgp_kernels.autograd.x_fake_sharing_forward__mutmut_5': (
+        'y = fake_forward(x, weight, bias, None, out_blocks, block_size, activation, packed_in, packed_out)',
+        "fake_forward's shape does not depend on it"),
+    'amgp_kernels.autograd.x_fake_sharing_forward__mutmut_8': (
+        'y = fake_forward(x, weight, bias, in_blocks, out_blocks, block_size, None, packed_in, packed_out)',
+        "fake_forward's shape does not depend on it"),
+    'amgp_kernels.autograd.x_fake_sharing_forward__mutmut_9': (
+        'y = fake_forward(x, weight, bias, in_blocks, out_blocks, block_size, activation, None, packed_out)',
+        "fake_forward's shape does not depend on it"),
+    'amgp_kernels.autograd.x_fake_forward__mutmut_1': (
+        'def fake_forward(x, weight, bias, in_blocks, out_blocks, block_size, activation, packed_in=True,',
+        "the dispatcher passes every argument to a registered fake (the schema's defaults filled in)"),
+    'amgp_kernels.backends.x_get_backend__mutmut_8': (
+        'return _check_name(os.environ.get("AMGP_BACKEND", None) or "auto", "AMGP_BACKEND")',
+        "None or 'auto' is 'auto', as the default was"),
+    'amgp_kernels.backends.x_get_backend__mutmut_10': (
+        'return _check_name(os.environ.get("AMGP_BACKEND", ) or "auto", "AMGP_BACKEND")',
+        "None or 'auto' is 'auto', as the default was"),
+    # amgp_kernels.active_step
+    'amgp_kernels.active_step.x__active_index__mutmut_3': (
+        'return torch.arange(features, device=None)',
+        'CPU indices work on a tensor of any device: the same entries'),
+    'amgp_kernels.active_step.x__active_index__mutmut_5': (
+        'return torch.arange(features, )',
+        'CPU indices work on a tensor of any device: the same entries'),
+    'amgp_kernels.active_step.x__active_index__mutmut_27': (
+        'return torch.nonzero(channel_mask(blocks, features, block_size, None)).flatten()',
+        "the mask is made on the blocks' device, which is param's: the same entries"),
+    'amgp_kernels.active_step.x__active_index__mutmut_31': (
+        'return torch.nonzero(channel_mask(blocks, features, block_size, )).flatten()',
+        "the mask is made on the blocks' device, which is param's: the same entries"),
+    'amgp_kernels.active_step.x_active_adagrad_step___mutmut_60': (
+        's.addcmul_(d, d, )',
+        "value=1 is addcmul_'s default"),
+    'amgp_kernels.active_step.x_active_adam_step___mutmut_61': (
+        'if decay_factor != 2:',
+        "AdamW's factor 1 - lr * weight_decay is below 1, never 2; 1 skips a multiplication by 1"),
+    'amgp_kernels.active_step.x_active_sgd_step___mutmut_51': (
+        'torch.ops.amgp.active_sgd_step_(param, grad, momentum_buffer if (momentum != 0) or True else None, out_blocks,',
+        'with momentum 0 the compiled kernel neither reads nor writes the buffer (checked by hand)'),
+    # amgp.trainer_parts
+    'amgp.trainer_parts.x_build_schedule__mutmut_11': (
+        'phases = dict(final_dense=0, cycles=1, end_full_size=False)',
+        'the static plan has one cycle: no dense phases between, whatever dense_steps'),
+    'amgp.trainer_parts.x_build_schedule__mutmut_15': (
+        'phases = dict(final_dense=0, dense_steps=1, cycles=1, end_full_size=False)',
+        'the static plan has one cycle: no dense phases between, whatever dense_steps'),
+    'amgp.trainer_parts.x_build_schedule__mutmut_9': (
+        'phases = dict(final_dense=0, dense_steps=0, cycles=1, end_full_size=None)',
+        'None is falsy like False'),
 }
 
 
@@ -259,4 +375,124 @@ NEEDS_GPU = {
     'amgp.sparse_linear.xǁSparseLinearǁto_linear__mutmut_10': (
         'dtype=self.weight.dtype)',
         'the nn.Linear made on the default device: to_linear of a GPU layer'),
+    # amgp_kernels.blocks.channel_mask: the block flags made on the CPU, set through CUDA block indices, fail there;
+    # on this machine every real device is the CPU ("meta" tensors accept either).
+    "amgp_kernels.blocks.x_channel_mask__mutmut_17": (
+        "active = torch.zeros(num_blocks(features, block_size), dtype=torch.bool, device=None)",
+        "CUDA block indices into a CPU tensor: channel_mask of CUDA blocks (test_block_linear.py on a GPU)"),
+    "amgp_kernels.blocks.x_channel_mask__mutmut_20": (
+        "active = torch.zeros(num_blocks(features, block_size), dtype=torch.bool, )",
+        "CUDA block indices into a CPU tensor: channel_mask of CUDA blocks (test_block_linear.py on a GPU)"),
+    # amgp.distributed: the GPU path (nccl, CUDA devices); on this machine only gloo on the CPU runs.
+    'amgp.distributed.x_init_from_env__mutmut_20': (
+        'device = None',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_21': (
+        'device = torch.device(None, int(os.environ.get("LOCAL_RANK", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_22': (
+        'device = torch.device("cuda", None)',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_23': (
+        'device = torch.device(int(os.environ.get("LOCAL_RANK", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_24': (
+        'device = torch.device("cuda", )',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_25': (
+        'device = torch.device("XXcudaXX", int(os.environ.get("LOCAL_RANK", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_26': (
+        'device = torch.device("CUDA", int(os.environ.get("LOCAL_RANK", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_27': (
+        'device = torch.device("cuda", int(None))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_28': (
+        'device = torch.device("cuda", int(os.environ.get(None, "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_29': (
+        'device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", None)))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_30': (
+        'device = torch.device("cuda", int(os.environ.get("0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_31': (
+        'device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", )))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_32': (
+        'device = torch.device("cuda", int(os.environ.get("XXLOCAL_RANKXX", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_33': (
+        'device = torch.device("cuda", int(os.environ.get("local_rank", "0")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_34': (
+        'device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "XX0XX")))',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_35': (
+        'torch.cuda.set_device(None)',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_38': (
+        'backend, timeout = "nccl" if (use_gpu) and False else "gloo", datetime.timedelta(seconds=timeout_s)',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_init_from_env__mutmut_40': (
+        'backend, timeout = "XXncclXX" if use_gpu else "gloo", datetime.timedelta(seconds=timeout_s)',
+        "GPU only: use_gpu=True under torchrun (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_7': (
+        'wire = mask.to(None).contiguous()  # not every backend broadcasts bool tensors',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_9': (
+        'if dist.get_backend() == "XXncclXX":',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_10': (
+        'if dist.get_backend() == "NCCL":',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_11': (
+        'wire = None',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_17': (
+        'result[name] = wire.to(device=None, dtype=torch.bool)',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_broadcast_masks__mutmut_19': (
+        'result[name] = wire.to(dtype=torch.bool)',
+        "GPU only: NCCL (no bool broadcast, CUDA tensors) in broadcast_masks (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_data_parallel__mutmut_21': (
+        'return nn.parallel.DistributedDataParallel(wrapped, device_ids=None)',
+        "GPU only: a CUDA model's device_ids in DistributedDataParallel (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_data_parallel__mutmut_23': (
+        'return nn.parallel.DistributedDataParallel(wrapped, )',
+        "GPU only: a CUDA model's device_ids in DistributedDataParallel (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_data_parallel__mutmut_24': (
+        'return nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if (device.type == "cuda") and False else None)',
+        "GPU only: a CUDA model's device_ids in DistributedDataParallel (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_data_parallel__mutmut_27': (
+        'return nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if device.type == "XXcudaXX" else None)',
+        "GPU only: a CUDA model's device_ids in DistributedDataParallel (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_data_parallel__mutmut_28': (
+        'return nn.parallel.DistributedDataParallel(wrapped, device_ids=[device.index] if device.type == "CUDA" else None)',
+        "GPU only: a CUDA model's device_ids in DistributedDataParallel (test_distributed.py's GPU run)"),
+    'amgp.distributed.x_differing_state__mutmut_13': (
+        'wire = reference.view(torch.uint8) if (reference.dtype == torch.bool) and False else reference',
+        'GPU only: NCCL cannot broadcast bool tensors (gloo can): differing_state under NCCL'),
+    'amgp.distributed.x_differing_state__mutmut_14': (
+        'wire = reference.view(torch.uint8) if (reference.dtype == torch.bool) or True else reference',
+        'GPU only: NCCL cannot broadcast bool tensors (gloo can): differing_state under NCCL'),
+    'amgp.distributed.x_differing_state__mutmut_16': (
+        'wire = reference.view(torch.uint8) if reference.dtype != torch.bool else reference',
+        'GPU only: NCCL cannot broadcast bool tensors (gloo can): differing_state under NCCL'),
+    'amgp.distributed.x_init_from_env__mutmut_52': (
+        'init_process_group(backend, timeout=None)',
+        "GPU only: no timeout is gloo's default, 30 min = the 1800 s asked for; nccl's default is 10 min"),
+    'amgp.distributed.x_init_from_env__mutmut_54': (
+        'init_process_group(backend, )',
+        "GPU only: no timeout is gloo's default, 30 min = the 1800 s asked for; nccl's default is 10 min"),
+    'amgp.trainer_parts.x_build_model__mutmut_16': (
+        'sparse=sparse, sparse_grad=sparse_embedding_grad(config), backend=config.backend, device=None)',
+        "GPU only: the model built on the default device instead of the trainer's (a GPU run)"),
+    'amgp.trainer_parts.x_build_model__mutmut_27': (
+        'sparse=sparse, sparse_grad=sparse_embedding_grad(config), backend=config.backend, )',
+        "GPU only: the model built on the default device instead of the trainer's (a GPU run)"),
+    'amgp.trainer_parts.xǁEnginePartsǁbuild_model__mutmut_3': (
+        'return build_model(self.config, self.data, None)',
+        "GPU only: the model built on the default device instead of the trainer's (a GPU run)"),
 }
