@@ -2,6 +2,7 @@
 through mask changes (sparse, dense, another sparse pattern), sends only the active blocks of the
 SparseLinear weights, and counts the bytes."""
 import os
+import warnings
 
 import pytest
 import torch
@@ -57,13 +58,18 @@ def worker(rank, port, out_dir):
                           "densities": [layer.density for layer in hooked.layers]})
         del ddp_plain, ddp_hooked
     finally:
-        distributed.shutdown()
-    torch.save(steps, os.path.join(out_dir, f"rank{rank}.pt"))
+        with warnings.catch_warnings(record=True) as caught:  # the hook state (still alive) must not hold the group
+            warnings.simplefilter("always")
+            distributed.shutdown()
+    torch.save({"steps": steps, "shutdown_warnings": [str(w.message) for w in caught]},
+               os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 def test_active_block_all_reduce_is_bit_identical_to_ddp_and_sends_active_blocks_only(tmp_path):
     mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    saved = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    assert [s["shutdown_warnings"] for s in saved] == [[]] * WORLD  # the group really went at shutdown
+    ranks = [s["steps"] for s in saved]
     model = build()
     weights = {f"layers.{i}.weight": layer for i, layer in enumerate(model.layers)}
     mlp_full = sum(layer.weight.numel() * 4 for layer in model.layers)

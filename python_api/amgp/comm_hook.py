@@ -13,6 +13,7 @@ with 2 ranks (a + b = b + a) the averaged gradients are bit-identical; with more
 add the ranks' values in another order for an element that moved in the buffer (a rounding difference).
 """
 import collections
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -37,10 +38,17 @@ class ActiveBlockAllReduce:
     layout and mask state, and the byte counts since the last pop_counts()."""
 
     def __init__(self, module, group=None):
-        self.group = group
+        # Weakly: a hook state that kept the group alive past amgp.distributed.shutdown() would let its worker
+        # threads outlive it, and a gloo thread finishing a callback at exit deadlocks or aborts the process.
+        self._group = None if group is None else weakref.ref(group)
         self.layers = _weights(module)
         self._plans = {}
         self.counts = dict.fromkeys(COUNTS, 0)
+
+    @property
+    def group(self):
+        """The process group the gradients are all-reduced over (None: the default group)."""
+        return None if self._group is None else self._group()
 
     def pop_counts(self):
         """{name: bytes} all-reduced since the last call (see COUNTS), and start again from zero."""
