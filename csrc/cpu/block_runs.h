@@ -10,6 +10,7 @@ namespace amgp {
 struct Run {
   int64_t start;   // first channel
   int64_t length;  // number of channels
+  bool operator==(const Run& other) const { return start == other.start && length == other.length; }
 };
 
 struct BlockRuns {

@@ -24,13 +24,6 @@
 
 namespace amgp {
 
-inline bool same_runs(const std::vector<Run>& a, const std::vector<Run>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (a[i].start != b[i].start || a[i].length != b[i].length) return false;
-  return true;
-}
-
 // The gradient buffer for one call: `tensor` to write into, and whether its entries outside the active
 // blocks already hold exact zeros (then only the active blocks need writing).
 struct WeightGradTarget {
@@ -45,7 +38,7 @@ class KeptWeightGrads {
   WeightGradTarget target(const at::Tensor& weight, const BlockRuns& out_runs, const BlockRuns& in_runs) {
     std::lock_guard<std::mutex> lock(mutex_);
     sweep();  // buffers of weights that died since: freed at the next backward of any pruned layer
-    const Key key{weight.storage().unsafeGetStorageImpl(), weight.storage_offset()};
+    const Key key = key_of(weight);
     auto it = entries_.find(key);
     if (it != entries_.end() && !usable(it->second, weight)) {
       entries_.erase(it);
@@ -60,19 +53,18 @@ class KeptWeightGrads {
     }
     Entry& entry = it->second;
     const bool untouched = entry.handed_out_version.current_version() == entry.version_at_hand_out;
-    const bool zeros_kept = untouched && same_runs(entry.out_runs, out_runs.runs) &&
-                            same_runs(entry.in_runs, in_runs.runs);
+    const bool zeros_kept = untouched && entry.out_runs == out_runs.runs && entry.in_runs == in_runs.runs;
     return hand_out(entry, out_runs, in_runs, zeros_kept);
   }
 
   // How many pruned weight gradients were written whole, and how many as their active blocks only (for
-  // tests and benchmarks: amgp_kernels.kept_weight_grad_writes()).
+  // tests and benchmarks: amgp_kernels.testing.kept_weight_grad_writes()).
   std::atomic<int64_t> whole_writes{0}, active_writes{0};
 
   // A weight whose blocks are all active again gets fresh full-size gradients: its buffer is released.
   void release(const at::Tensor& weight) {
     std::lock_guard<std::mutex> lock(mutex_);
-    entries_.erase(Key{weight.storage().unsafeGetStorageImpl(), weight.storage_offset()});
+    entries_.erase(key_of(weight));
   }
 
  private:
@@ -81,6 +73,9 @@ class KeptWeightGrads {
     int64_t offset;
     bool operator==(const Key& other) const { return storage == other.storage && offset == other.offset; }
   };
+  static Key key_of(const at::Tensor& weight) {
+    return {weight.storage().unsafeGetStorageImpl(), weight.storage_offset()};
+  }
   struct KeyHash {
     size_t operator()(const Key& k) const {
       return std::hash<const void*>()(k.storage) ^ (std::hash<int64_t>()(k.offset) << 1);

@@ -10,7 +10,6 @@ import warnings
 
 import torch
 
-
 from .active_step import install as install_active_step
 from .phases import PHASE_KINDS, Phase, describe_phase, phase_at, plan_phases
 from .pruner import CRITERIA, BlockPruner
