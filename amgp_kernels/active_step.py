@@ -64,11 +64,12 @@ def _active_index(param, out_blocks, in_blocks, block_size):
 
 
 def active_sgd_step_(param, grad, momentum_buffer, out_blocks, in_blocks, block_size, lr, weight_decay, momentum,
-                     dampening, nesterov, first_step):
+                     dampening, nesterov, first_step, *, check=True):
     """SGD: d = grad + weight_decay * param; with momentum buf = d on the first step (first_step), else
     buf * momentum + (1 - dampening) * d, and d = d + momentum * buf (nesterov) or buf; param -= lr * d."""
     tensors = {"grad": grad} if momentum == 0 else {"grad": grad, "momentum_buffer": momentum_buffer}
-    _check(param, tensors, out_blocks, in_blocks, block_size)
+    if check:
+        _check(param, tensors, out_blocks, in_blocks, block_size)
     if _compiled(param, tensors.values()):
         torch.ops.amgp.active_sgd_step_(param, grad, momentum_buffer if momentum != 0 else None, out_blocks,
                                         in_blocks, block_size, lr, weight_decay, momentum, dampening, nesterov,
@@ -86,12 +87,13 @@ def active_sgd_step_(param, grad, momentum_buffer, out_blocks, in_blocks, block_
 
 
 def active_adam_step_(param, grad, exp_avg, exp_avg_sq, out_blocks, in_blocks, block_size, beta1, beta2, eps,
-                      weight_decay, decay_factor, step_size, bias_correction2_sqrt):
+                      weight_decay, decay_factor, step_size, bias_correction2_sqrt, *, check=True):
     """Adam / AdamW: param *= decay_factor (AdamW's decoupled decay, else 1); d = grad + weight_decay * param
     (Adam's L2 decay, 0 for AdamW); exp_avg.lerp_(d, 1 - beta1); exp_avg_sq = exp_avg_sq * beta2 +
     (1 - beta2) * d * d; param -= step_size * exp_avg / (sqrt(exp_avg_sq) / bias_correction2_sqrt + eps)."""
     tensors = {"grad": grad, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
-    _check(param, tensors, out_blocks, in_blocks, block_size)
+    if check:
+        _check(param, tensors, out_blocks, in_blocks, block_size)
     if _compiled(param, tensors.values()):
         torch.ops.amgp.active_adam_step_(param, grad, exp_avg, exp_avg_sq, out_blocks, in_blocks, block_size, beta1,
                                          beta2, eps, weight_decay, decay_factor, step_size, bias_correction2_sqrt)
@@ -108,11 +110,13 @@ def active_adam_step_(param, grad, exp_avg, exp_avg_sq, out_blocks, in_blocks, b
     param[index], exp_avg[index], exp_avg_sq[index] = p, m, v
 
 
-def active_adagrad_step_(param, grad, state_sum, out_blocks, in_blocks, block_size, clr, weight_decay, eps):
+def active_adagrad_step_(param, grad, state_sum, out_blocks, in_blocks, block_size, clr, weight_decay, eps, *,
+                         check=True):
     """Adagrad: d = grad + weight_decay * param; state_sum += d * d; param -= clr * d / (sqrt(state_sum) + eps)
     (clr: the learning rate decayed for this step)."""
     tensors = {"grad": grad, "state_sum": state_sum}
-    _check(param, tensors, out_blocks, in_blocks, block_size)
+    if check:
+        _check(param, tensors, out_blocks, in_blocks, block_size)
     if _compiled(param, tensors.values()):
         torch.ops.amgp.active_adagrad_step_(param, grad, state_sum, out_blocks, in_blocks, block_size, clr,
                                             weight_decay, eps)

@@ -194,6 +194,7 @@ Tensor forward_2d(const Tensor& x, const Tensor& weight, const c10::optional<Ten
 // t as a (rows, last dimension) matrix; works for a last dimension of 0 (a packed side with no
 // active channel), where reshape({-1, 0}) cannot infer the rows.
 Tensor as_matrix(const Tensor& t) {
+  if (t.dim() == 2 && t.is_contiguous()) return t;  // the common case, without a dispatched reshape
   int64_t rows = 1;
   for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
   return t.reshape({rows, t.size(-1)}).contiguous();
@@ -229,7 +230,7 @@ std::tuple<Tensor, Tensor> forward_cpu(const Tensor& x, const Tensor& weight, co
   Tensor kept;
   Tensor y = forward_2d(x2, weight.contiguous(), bias, p.in_runs, p.out_runs, p.act, packed_in, packed_out,
                         keep_weight ? &kept : nullptr);
-  return {y.view(out_shape), kept.defined() ? kept : at::empty({0}, x.options())};
+  return {x.dim() == 2 ? y : y.view(out_shape), kept.defined() ? kept : at::empty({0}, x.options())};
 }
 
 Tensor block_linear_cpu(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias,
@@ -330,8 +331,7 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
 
   const Tensor y2 = relu ? as_matrix(*y_opt) : Tensor();
   const Tensor w = weight.contiguous();
-  Tensor grad_x = at::empty({0}, x.options()), grad_w = at::empty({0}, x.options()),
-         grad_b = at::empty({0}, x.options());
+  Tensor grad_x, grad_w, grad_b;  // those not asked for come back empty (the schema returns three tensors)
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "block_linear_backward_cpu", [&] {
     const Tensor dy_p = grad_through_activation<scalar_t>(dy, y2, out_runs, packed_out);
@@ -352,7 +352,7 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
         at::mm_out(dx_p, dy_p, w_p);
         grad_x = unpack_columns<scalar_t>(dx_p, in_runs, in_f, identity<scalar_t>);
       }
-      grad_x = grad_x.view(x.sizes());
+      if (x.dim() != 2) grad_x = grad_x.view(x.sizes());
     }
 
     if (output_mask[1]) {  // dW = dy'^T @ x, full-size with zeros outside the active blocks
@@ -377,7 +377,8 @@ std::tuple<Tensor, Tensor, Tensor> block_linear_backward_cpu(
                                                        identity<scalar_t>).view({out_f});
     }
   });
-  return {grad_x, grad_w, grad_b};
+  const auto or_empty = [&](const Tensor& t) { return t.defined() ? t : at::empty({0}, x.options()); };
+  return {or_empty(grad_x), or_empty(grad_w), or_empty(grad_b)};
 }
 
 }  // namespace

@@ -96,8 +96,11 @@ class KeptWeightGrads {
   }
 
   WeightGradTarget hand_out(Entry& entry, const BlockRuns& out_runs, const BlockRuns& in_runs, bool zeros_kept) {
-    at::Tensor out = at::empty({0}, entry.buffer.options());
-    out.set_(entry.buffer.storage(), 0, entry.buffer.sizes(), entry.buffer.strides());
+    // A new tensor (with its own version counter) over the kept storage, made without dispatched ops.
+    auto impl = c10::make_intrusive<c10::TensorImpl>(c10::Storage(entry.buffer.storage()), entry.buffer.key_set(),
+                                                     entry.buffer.dtype());
+    impl->set_sizes_contiguous(entry.buffer.sizes());
+    at::Tensor out(std::move(impl));
     entry.out_runs = out_runs.runs;
     entry.in_runs = in_runs.runs;
     entry.handed_out_version = out.unsafeGetTensorImpl()->version_counter();

@@ -155,7 +155,7 @@ class ActiveBlockStep:
             if first:  # torch.optim's first step stores a copy of the gradient: zero in inactive entries
                 buffer = state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
         active_sgd_step_(param, grad, buffer, out_blocks, in_blocks, block_size, group["lr"], group["weight_decay"],
-                         momentum, group["dampening"], group["nesterov"], first)
+                         momentum, group["dampening"], group["nesterov"], first, check=False)
 
     def _adam(self, group, param, grad, out_blocks, in_blocks, block_size):
         state = self.optimizer.state[param]
@@ -172,7 +172,7 @@ class ActiveBlockStep:
         active_adam_step_(param, grad, state["exp_avg"], state["exp_avg_sq"], out_blocks, in_blocks, block_size,
                           beta1, beta2, group["eps"], 0.0 if decoupled else weight_decay,
                           1 - lr * weight_decay if decoupled else 1.0, lr / (1 - beta1**step),
-                          (1 - beta2**step) ** 0.5)
+                          (1 - beta2**step) ** 0.5, check=False)
 
     def _adagrad(self, group, param, grad, out_blocks, in_blocks, block_size):
         state = self.optimizer.state[param]  # Adagrad makes its state in __init__
@@ -180,7 +180,7 @@ class ActiveBlockStep:
         step = state["step"].item()
         clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
         active_adagrad_step_(param, grad, state["sum"], out_blocks, in_blocks, block_size, clr, group["weight_decay"],
-                             group["eps"])
+                             group["eps"], check=False)
 
 
 def _scalar_dtype():
