@@ -62,7 +62,8 @@ class ActiveBlockStep:
         if min_inactive is not None:
             check_int(min_inactive, "min_inactive", minimum=0)
         self.min_inactive = MIN_INACTIVE.get(type(optimizer), 0) if min_inactive is None else min_inactive
-        self._inactive = {}  # weight -> (its layer's index generation, inactive entries)
+        self._inactive = {}  # id(layer) -> (its index generation, inactive entries)
+        self._group_weights = {}  # id(param group) -> (ids of its params, [(weight, layer)])
         self.fallback_reasons = set()
         self.used = False  # whether a block-sparse update has run
         self._hidden = []  # (param, grad) hidden from the optimizer's own step
@@ -103,39 +104,52 @@ class ActiveBlockStep:
         if closure is not None:
             self._fall_back("a step with a closure (the gradients are computed inside the step)")
             return
-        for group in optimizer.param_groups:
-            reason = None
-            for param in group["params"]:
-                layer = self.layers.get(param)
-                grad = param.grad
-                if layer is None or grad is None:
-                    continue
-                out_blocks, in_blocks = layer._buffers["out_index"], layer._buffers["in_index"]
-                if out_blocks is None and in_blocks is None:
-                    continue  # every block active
-                if param.device.type != "cpu":  # the torch-ops path reads indices back: host syncs every step
-                    self._fall_back(f"no block-sparse step kernel for {param.device.type} tensors yet")
-                    continue
-                if self._inactive_entries(layer) < self.min_inactive:
-                    continue  # too few inactive entries to be worth a call
-                reason = reason or self._group_reason(group) or "ok"
-                if reason != "ok":
-                    self._fall_back(reason)
-                    break
-                if grad.is_sparse or param.is_complex() or grad.dtype != param.dtype:
-                    self._fall_back("a sparse, complex or differently typed gradient")
-                    continue
-                with torch.no_grad():  # step pre-hooks run outside the step's no_grad
-                    self._update(group, param, grad, out_blocks, in_blocks, layer.block_size)
-                self._hidden.append((param, grad))
-                self.used = True
-                param.grad = None
+        with torch.no_grad():  # step pre-hooks run outside the step's no_grad
+            for group in optimizer.param_groups:
+                self._step_group(group)
+
+    def _step_group(self, group):
+        reason = None
+        for param, layer in self._weights_of(group):
+            grad = param.grad
+            if grad is None:
+                continue
+            out_blocks, in_blocks = layer._buffers["out_index"], layer._buffers["in_index"]
+            if out_blocks is None and in_blocks is None:
+                continue  # every block active
+            if param.device.type != "cpu":  # the torch-ops path reads indices back: host syncs every step
+                self._fall_back(f"no block-sparse step kernel for {param.device.type} tensors yet")
+                continue
+            if self._inactive_entries(layer) < self.min_inactive:
+                continue  # too few inactive entries to be worth a call
+            reason = reason or self._group_reason(group) or "ok"
+            if reason != "ok":
+                self._fall_back(reason)
+                return
+            if grad.is_sparse or param.is_complex() or grad.dtype != param.dtype:
+                self._fall_back("a sparse, complex or differently typed gradient")
+                continue
+            self._update(group, param, grad, out_blocks, in_blocks, layer.block_size)
+            self._hidden.append((param, grad))
+            self.used = True
+            param.grad = None
+
+    def _weights_of(self, group):
+        """(weight, its SparseLinear) for the group's SparseLinear weights, in the group's order: found once while
+        the group holds the same parameters (a DLRM's groups also hold its embedding tables and every bias, and a
+        lookup keyed by a tensor runs Python's Tensor.__hash__)."""
+        params = group["params"]
+        key = tuple(map(id, params))
+        cached = self._group_weights.get(id(group))
+        if cached is None or cached[0] != key:
+            cached = self._group_weights[id(group)] = (key, [(p, self.layers[p]) for p in params if p in self.layers])
+        return cached[1]
 
     def _inactive_entries(self, layer):
-        cached = self._inactive.get(layer.weight)
+        cached = self._inactive.get(id(layer))
         if cached is None or cached[0] != layer._index_generation:  # read once per mask change
             active = int(layer.out_channel_mask.sum()) * int(layer.in_channel_mask.sum())
-            cached = self._inactive[layer.weight] = (layer._index_generation, layer.weight.numel() - active)
+            cached = self._inactive[id(layer)] = (layer._index_generation, layer.weight.numel() - active)
         return cached[1]
 
     def _after(self, optimizer, args, kwargs):
