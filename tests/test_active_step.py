@@ -259,6 +259,37 @@ def test_min_inactive_chooses_the_optimizers_own_step_for_small_layers():
         install(optimizer, model, min_inactive=-1)
 
 
+def test_param_groups_changed_between_steps_are_followed(monkeypatch):
+    """The hook remembers which of a group's parameters are SparseLinear weights; a group given more parameters
+    (add_param_group, or its list edited in place) is looked at again, and matches torch.optim's own steps."""
+    import amgp.active_step as active_step
+    stepped = []
+    real = active_step.active_sgd_step_
+    monkeypatch.setattr(active_step, "active_sgd_step_", lambda param, *args, **kwargs: (
+        stepped.append(param), real(param, *args, **kwargs)))
+    model = _sparse_model()
+    reference = copy.deepcopy(model)
+    first, second, last = model.layers
+    ref_first, ref_second, ref_last = reference.layers
+    optimizer = torch.optim.SGD([first.weight], lr=0.1)
+    ref_optimizer = torch.optim.SGD([ref_first.weight], lr=0.1)
+    install(optimizer, model, min_inactive=0)
+    _train(model, optimizer, steps=1)
+    _train(reference, ref_optimizer, steps=1)
+    assert stepped == [first.weight]
+    optimizer.add_param_group({"params": [second.weight]})
+    ref_optimizer.add_param_group({"params": [ref_second.weight]})
+    optimizer.param_groups[0]["params"].append(last.weight)  # edited in place: same list, one more parameter
+    ref_optimizer.param_groups[0]["params"].append(ref_last.weight)
+    stepped.clear()
+    _train(model, optimizer, steps=2)
+    _train(reference, ref_optimizer, steps=2)
+    assert {id(p) for p in stepped} == {id(first.weight), id(second.weight), id(last.weight)}
+    for layer, ref_layer in zip(model.layers, reference.layers):
+        torch.testing.assert_close(layer.weight, ref_layer.weight, rtol=1e-6, atol=1e-7)
+        assert torch.equal(layer.weight[~layer.weight_mask], torch.zeros_like(layer.weight[~layer.weight_mask]))
+
+
 @pytest.mark.parametrize("kind", sorted(OPTIMIZERS))
 def test_state_dict_round_trip_resumes_bit_identically(kind):
     """An optimizer saved mid sparse phase and loaded into a fresh one (block-sparse step installed again)
