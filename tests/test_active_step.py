@@ -273,7 +273,7 @@ def test_param_groups_changed_between_steps_are_followed(monkeypatch):
     ref_first, ref_second, ref_last = reference.layers
     optimizer = torch.optim.SGD([first.weight], lr=0.1)
     ref_optimizer = torch.optim.SGD([ref_first.weight], lr=0.1)
-    install(optimizer, model, min_inactive=0)
+    hook = install(optimizer, model, min_inactive=0)
     _train(model, optimizer, steps=1)
     _train(reference, ref_optimizer, steps=1)
     assert stepped == [first.weight]
@@ -288,6 +288,9 @@ def test_param_groups_changed_between_steps_are_followed(monkeypatch):
     for layer, ref_layer in zip(model.layers, reference.layers):
         torch.testing.assert_close(layer.weight, ref_layer.weight, rtol=1e-6, atol=1e-7)
         assert torch.equal(layer.weight[~layer.weight_mask], torch.zeros_like(layer.weight[~layer.weight_mask]))
+    optimizer.param_groups[:] = optimizer.param_groups[1:]  # a group dropped: the hook forgets it
+    _train(model, optimizer, steps=1)
+    assert len(hook._group_weights) == 1
 
 
 @pytest.mark.parametrize("kind", sorted(OPTIMIZERS))

@@ -107,6 +107,9 @@ class ActiveBlockStep:
         with torch.no_grad():  # step pre-hooks run outside the step's no_grad
             for group in optimizer.param_groups:
                 self._step_group(group)
+        if len(self._group_weights) > len(optimizer.param_groups):  # groups were replaced: forget the old ones
+            current = {id(group) for group in optimizer.param_groups}
+            self._group_weights = {key: value for key, value in self._group_weights.items() if key in current}
 
     def _step_group(self, group):
         reason = None
