@@ -109,6 +109,19 @@ def test_attach_and_the_meter_refuse_what_they_cannot_count():
     assert restored.summary()["mlp_allreduce_bytes_full"] == {"warmup": 0, "sparse": 3, "dense": 0, "final": 0}
 
 
+def test_a_destroyed_group_is_an_error_not_the_default_group():
+    class Group:  # stands in for a process group: the state only holds a weak reference to it
+        pass
+
+    group = Group()
+    state = comm_hook.ActiveBlockAllReduce(SparseMLP([8, 8]), group=group)
+    assert state.group is group
+    del group
+    with pytest.raises(RuntimeError, match="process group .* was destroyed"):
+        state.group
+    assert comm_hook.ActiveBlockAllReduce(SparseMLP([8, 8])).group is None
+
+
 def test_the_allreduce_benchmark_counts_the_active_fraction(tmp_path):
     import json
     from amgp.bench import allreduce

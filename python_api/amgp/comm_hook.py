@@ -48,7 +48,12 @@ class ActiveBlockAllReduce:
     @property
     def group(self):
         """The process group the gradients are all-reduced over (None: the default group)."""
-        return None if self._group is None else self._group()
+        if self._group is None:
+            return None
+        group = self._group()
+        if group is None:  # not the default group in its stead: that would average over other ranks
+            raise RuntimeError("amgp.comm_hook: the process group this hook all-reduces over was destroyed")
+        return group
 
     def pop_counts(self):
         """{name: bytes} all-reduced since the last call (see COUNTS), and start again from zero."""
