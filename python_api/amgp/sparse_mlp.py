@@ -1,8 +1,10 @@
 """SparseMLP: a chain of SparseLinear layers with fused activations and tied block masks."""
+import torch
 from torch import nn
 
 from amgp_kernels.checks import check_bool
 
+from .chain_plan import ChainPlan, chain_key
 from .masks import check_tied_mask_keys
 from .sparse_linear import SparseLinear
 
@@ -52,7 +54,29 @@ class SparseMLP(nn.Module):
         if layer + 1 < len(self.layers):
             self.layers[layer + 1].refresh_indices()
 
+    _chain_plan = None  # see forward; a class default, so modules pickled before it existed load
+
     def forward(self, x):
+        # The thin path (amgp/chain_plan.py): when nothing the layers' own checks look at has changed since
+        # the last pass, their ops are called directly, the same calls the layers would make.
+        if torch.compiler.is_compiling():
+            return self._layer_by_layer(x)
+        layers = self.layers._modules.values()
+        key = chain_key(layers, x)
+        plan = self._chain_plan
+        if plan is not None and plan.key == key:
+            return plan.run(layers, x)
+        y = self._layer_by_layer(x)
+        self._chain_plan = ChainPlan.after_pass(layers, key)
+        return y
+
+    def _layer_by_layer(self, x):
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def __getstate__(self):
+        # The plan holds ops (not picklable, and re-made by the next call anyway).
+        state = self.__dict__.copy()
+        state.pop("_chain_plan", None)
+        return state
