@@ -31,10 +31,12 @@ _FLAGS_OFF = {  # group options that must be off (False / None) for the block-sp
     torch.optim.Adagrad: ("maximize", "fused", "differentiable"),
 }
 _SCALARS = ("lr", "betas", "weight_decay", "momentum", "dampening", "eps", "lr_decay")
-# Skipping fewer inactive entries than this saves less than the call costs (10-25 us of Python and dispatch):
-# a full-size SGD update costs ~0.2-0.4 ns per entry on a CPU (its data in cache after the backward), Adam's and
-# Adagrad's several times that. Measured on a quiet 2-core CPU (issue 21, bench/RESULTS.md): SGD gains from 32 K.
-MIN_INACTIVE = {torch.optim.SGD: 32768, torch.optim.Adam: 8192, torch.optim.AdamW: 8192, torch.optim.Adagrad: 8192}
+# Skipping fewer inactive entries than this saves less than the call costs (10-25 us of Python and dispatch): a
+# full-size SGD update costs ~0.2-0.4 ns per entry on a CPU (its data in cache after the backward), so SGD gains from
+# 32 K. Adam's and Adagrad's updates cost several times that: a 512x13 weight with 3-5 K inactive entries taken out
+# of torch.optim's foreach step shortened the step by 15-30 us, and no threshold measured no worse than 1 K or 2 K.
+# Measured on a quiet 2-core CPU (issue 21, bench/RESULTS.md).
+MIN_INACTIVE = {torch.optim.SGD: 32768, torch.optim.Adam: 0, torch.optim.AdamW: 0, torch.optim.Adagrad: 0}
 
 
 def install(optimizer, model, min_inactive=None):
