@@ -25,3 +25,14 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def reference_calls(monkeypatch):
+    """A list that grows by one entry per call of the reference backend's block_linear."""
+    import amgp_kernels
+
+    calls = []
+    reference = amgp_kernels.reference.block_linear
+    monkeypatch.setattr(amgp_kernels.reference, "block_linear", lambda *args: calls.append(1) or reference(*args))
+    return calls

@@ -1,10 +1,11 @@
 """SparseLinear's thin per-call path (docs/design.md, "The per-call path"): after a checked call, calls go straight
-to the op, yet every change that the checks or the backend choice depend on is still seen."""
+to the op, yet every change that the checks or the backend choice depend on is still seen. (SparseMLP's chain check:
+test_sparse_mlp_call_path.py.)"""
 import pytest
 import torch
 
 import amgp_kernels
-from amgp import SparseLinear
+from amgp import SparseLinear, SparseMLP
 
 
 def _layer():
@@ -12,15 +13,20 @@ def _layer():
     return SparseLinear(16, 12, block_size=4)
 
 
-def test_bad_input_after_fast_calls_still_names_the_argument():
-    layer, x = _layer(), torch.randn(3, 16)
-    layer(x)
-    layer(x)
+def _model(module):
+    return _layer() if module == "SparseLinear" else SparseMLP([16, 12, 8], block_size=4)
+
+
+@pytest.mark.parametrize("module", ["SparseLinear", "SparseMLP"])
+def test_bad_input_after_fast_calls_still_names_the_argument(module):
+    model, x = _model(module), torch.randn(3, 16)
+    model(x)
+    model(x)
     with pytest.raises(ValueError, match=r"x.shape\[-1\]"):
-        layer(torch.randn(3, 15))
+        model(torch.randn(3, 15))
     with pytest.raises(TypeError, match="dtype"):
-        layer(x.double())
-    layer(x)  # and the good call works again
+        model(x.double())
+    model(x)  # and the good call works again
 
 
 def test_mask_dtype_and_parameter_changes_are_seen():
@@ -36,21 +42,23 @@ def test_mask_dtype_and_parameter_changes_are_seen():
     torch.testing.assert_close(layer(x.double()), layer.bias.expand(3, 12).detach())
 
 
-def test_backend_choice_is_read_at_every_call(monkeypatch):
-    layer, x = _layer(), torch.randn(3, 16)
-    expected = layer(x)
-    calls = []
-    reference = amgp_kernels.reference.block_linear
-    monkeypatch.setattr(amgp_kernels.reference, "block_linear", lambda *a: calls.append(1) or reference(*a))
+@pytest.mark.parametrize("module", ["SparseLinear", "SparseMLP"])
+def test_backend_choice_is_read_at_every_call(module, reference_calls):
+    """After thin calls, a backend set for the process is used from the next call on, and unset again."""
+    model = _model(module)
+    layers = 1 if module == "SparseLinear" else len(model.layers)
+    x = torch.randn(3, 16)
+    expected = model(x)
+    model(x)
     amgp_kernels.set_backend("reference")
     try:
-        torch.testing.assert_close(layer(x), expected)
-        layer(x)
+        torch.testing.assert_close(model(x), expected)
+        model(x)
     finally:
         amgp_kernels.set_backend(None)
-    assert len(calls) == 2
-    layer(x)
-    assert len(calls) == 2  # back on the compiled op
+    assert len(reference_calls) == 2 * layers
+    model(x)
+    assert len(reference_calls) == 2 * layers  # back on the compiled op
 
 
 @pytest.mark.parametrize("activation", ["none", "relu"])
