@@ -7,7 +7,8 @@ TRAINING = {
     "amgp/masks.py": ["test_block_masks.py", "test_sparse_linear.py", "test_sparsify.py"],
     "amgp/meter.py": ["test_cost_meter.py", "test_flops.py", "test_schedule.py"],
     "amgp/phases.py": ["test_phases.py", "test_schedule.py", "test_flops.py"],
-    "amgp/sparse_mlp.py": ["test_sparse_mlp_construction.py", "test_sparse_mlp_and_pruning.py"],
+    "amgp/sparse_mlp.py": ["test_sparse_mlp_construction.py", "test_sparse_mlp_and_pruning.py", "test_sparse_mlp_call_path.py"],
+    "amgp/chain_plan.py": ["test_sparse_mlp_call_path.py", "test_sparse_linear_call_path.py"],
     "amgp/recurring.py": ["test_recurring.py", "test_experiment.py"],
     "amgp/schedule.py": ["test_schedule_arguments.py", "test_schedule.py", "test_sparsify.py"],
     "amgp/flops.py": ["test_flops_budgets.py", "test_flops.py"],
@@ -23,7 +24,8 @@ TRAINING = {
     "amgp/experiment.py": ["test_experiment_tiny.py", "test_experiment_statistics.py"],
     "amgp/experiment_stats.py": ["test_experiment_statistics.py", "test_experiment_tiny.py"],
     "amgp/sparsify.py": ["test_sparsify_wiring.py", "test_sparsify.py", "test_sparsify_chains_and_steps.py"],
-    "amgp/sparse_linear.py": ["test_sparse_linear_api.py", "test_sparse_linear.py", "test_tied_masks_after_moves.py", "test_sparsify.py"],
+    "amgp/sparse_linear.py": ["test_sparse_linear_api.py", "test_sparse_linear.py", "test_tied_masks_after_moves.py", "test_sparsify.py",
+                              "test_sparse_linear_call_path.py"],
 }
 
 # The Python side of amgp_kernels (the compiled extension and the Triton kernels are not mutated).
