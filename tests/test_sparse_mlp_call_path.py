@@ -226,16 +226,19 @@ def test_a_compiled_layer_runs_compiled(layer_calls):
     assert len(runs) == 3
 
 
-def test_tracing_records_each_layer_in_its_scope():
+@pytest.mark.parametrize("module", ["SparseLinear", "SparseMLP"])
+def test_tracing_records_each_layer_in_its_scope_and_passes_the_trace_check(module):
+    """torch.jit.trace runs a fresh module twice and compares the graphs: the second call's thin path must not
+    change the op (a full-size layer's plan is F.linear, the first call's the compiled op)."""
     mlp, x = _mlp(), torch.randn(5, 16)
-    mlp(x)
-    mlp(x)
+    model = mlp if module == "SparseMLP" else SparseLinear(16, 12, block_size=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.trace is deprecated in newer torch
-        traced = torch.jit.trace(mlp, x, check_trace=False)
+        traced = torch.jit.trace(model, x)
     graph = str(traced.inlined_graph)
-    assert all(f"scope: __module.layers.{i}" in graph for i in range(len(mlp.layers)))
-    torch.testing.assert_close(traced(x), mlp(x))
+    if module == "SparseMLP":
+        assert all(f"scope: __module.layers.{i}" in graph for i in range(len(mlp.layers)))
+    torch.testing.assert_close(traced(x), model(x))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: a CPU tensor's data moves in place only "

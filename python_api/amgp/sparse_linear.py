@@ -205,8 +205,8 @@ class SparseLinear(nn.Module):
 
     # ----- forward -----------------------------------------------------------------------------
     def forward(self, x):
-        if torch.compiler.is_compiling():
-            return self._checked_call(x)
+        if torch.compiler.is_compiling() or torch._C._get_tracing_state():
+            return self._checked_call(x)  # a trace records the op, the same on every call
         self.refresh_indices()
         # The thin path: block_linear's argument checks and backend choice depend only on what this key
         # holds, so a call with the key of the last checked call goes straight to the op (~10 us less per
