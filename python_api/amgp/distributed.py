@@ -10,12 +10,17 @@ import datetime
 import gc
 import importlib
 import os
+import time
 import warnings
 import weakref
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+
+# How long shutdown() lets the group's worker threads take the GIL before destroying the group (see there).
+_RELEASE_WAIT_S = 0.05
 
 
 def is_distributed():
@@ -103,6 +108,10 @@ def shutdown():
         return
     group = weakref.ref(dist.group.WORLD)
     gc.collect()  # DistributedDataParallel wrappers in reference cycles hold the group
+    # A worker thread may still be releasing the tensors of a collective that has completed (a comm hook's,
+    # made in Python): it needs the GIL for that, and the group's destructor below waits for the thread while
+    # holding the GIL, a deadlock (seen once in CI under torch 2.5). Sleeping lets such a thread take the GIL.
+    time.sleep(_RELEASE_WAIT_S)
     dist.destroy_process_group()
     if group() is not None:
         warnings.warn("the torch.distributed process group is still referenced after amgp.distributed.shutdown() "
