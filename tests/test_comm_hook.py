@@ -7,12 +7,11 @@ import warnings
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from amgp import SparseMLP, comm_hook, distributed
 
-from test_distributed import free_port
+from process_ranks import free_port, spawn_ranks
 
 WORLD = 2
 SIZES = [12, 40, 32, 1]  # 40: a short last block of 8 channels at block_size 16
@@ -66,7 +65,7 @@ def worker(rank, port, out_dir):
 
 
 def test_active_block_all_reduce_is_bit_identical_to_ddp_and_sends_active_blocks_only(tmp_path):
-    mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    spawn_ranks(worker, (free_port(), str(tmp_path)), nprocs=WORLD)
     saved = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     assert [s["shutdown_warnings"] for s in saved] == [[]] * WORLD  # the group really went at shutdown
     ranks = [s["steps"] for s in saved]

@@ -2,22 +2,15 @@
 weight — and nothing on ranks in sync. The same two ranks check the other collective helpers' results: rank and
 world size, each rank's shard of a batch, the mean over ranks, and masks decided on rank 0."""
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from amgp import SparseMLP, distributed
+from process_ranks import free_port, spawn_ranks
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker(rank, port, out_dir):
@@ -47,7 +40,7 @@ def worker(rank, port, out_dir):
 
 
 def test_differing_state_names_the_mask_and_weight_that_differ_from_rank_0(tmp_path):
-    mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(worker, (free_port(), str(tmp_path)), nprocs=2)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     assert (rank0["in_sync"], rank0["apart"]) == ([], [])  # rank 0 is the reference
     assert rank1["in_sync"] == []

@@ -3,7 +3,6 @@ through prune/grow cycles under DistributedDataParallel, and the loss matches on
 the same global batches: for SparseMLP with amgp.distributed's helpers, and for amgp-dlrm under torchrun."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import warnings
@@ -11,10 +10,10 @@ import warnings
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from amgp import SparseMLP, distributed, zero_inactive_
 from amgp.checkpoint import load_checkpoint
+from process_ranks import free_port, spawn_ranks
 
 WORLD = 2
 SIZES = [12, 32, 32, 1]
@@ -23,12 +22,6 @@ MASK_STEPS = {3: 0.5, 6: 1.0, 8: 0.25, 10: 1.0}  # step -> density of hidden blo
 GLOBAL_BATCH = 16
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def global_batch(step):
@@ -115,7 +108,7 @@ def worker(rank, port, out_dir):
 
 
 def test_two_ranks_keep_identical_masks_and_weights_and_match_one_process(tmp_path):
-    mp.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    spawn_ranks(worker, (free_port(), str(tmp_path)), nprocs=WORLD)
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
 
     torch.set_num_threads(1)

@@ -2,7 +2,6 @@
 exists the rank comes from torchrun's environment (see test_differing_state.py for two real ranks)."""
 import datetime
 import os
-import socket
 import warnings
 
 import pytest
@@ -10,12 +9,7 @@ import torch
 import torch.distributed as dist
 
 from amgp import SparseMLP, distributed
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from process_ranks import free_port
 
 
 def test_a_single_process_is_rank_0_of_1_and_every_helper_passes_through(monkeypatch):
