@@ -1,7 +1,7 @@
 """The thin path of SparseMLP.forward: one check for the whole chain of layers, then each layer's op called
 directly. At small batch a SparseLinear call spends ~6 us (warm) to ~15 us (the cold start of a training step)
 on Python: the module call, the mask check, its call-plan key. For an MLP most of that is the same question asked
-once per layer; asked once per chain it costs ~1 us per layer (bench/RESULTS.md, "Issue 21")."""
+once per layer; asked once per chain it costs ~1.5 us per layer, warm (bench/RESULTS.md, "Issue 21")."""
 import torch
 from torch.nn.modules import module as _module
 
@@ -16,9 +16,10 @@ _GLOBAL_HOOKS = (_module._global_forward_hooks, _module._global_forward_pre_hook
 
 def _called_plainly(layer):
     """Whether calling `layer` is calling SparseLinear.forward: no hooks, no compiled or replaced forward."""
-    return type(layer) is SparseLinear and not (layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
-                or layer._backward_pre_hooks or "forward" in layer.__dict__
-                or getattr(layer, "_compiled_call_impl", None) is not None)
+    if type(layer) is not SparseLinear:
+        return False
+    hooked = layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks or layer._backward_pre_hooks
+    return not (hooked or "forward" in layer.__dict__ or getattr(layer, "_compiled_call_impl", None) is not None)
 
 
 def chain_key(layers, x):
