@@ -29,7 +29,7 @@ def layer_calls(monkeypatch):
     return calls
 
 
-def _layer_by_layer(mlp, x):
+def _reference_output(mlp, x):
     """The chain's function, from its masks as they are now."""
     for layer in mlp.layers:
         layer.refresh_indices()
@@ -57,17 +57,17 @@ def test_mask_changes_are_seen_in_place_or_through_set_out_mask(layer_calls):
     mlp, x = _mlp(), torch.randn(5, 16)
     mlp(x)
     mlp.layers[0].out_mask[1] = True  # an in-place edit of a tied mask
-    torch.testing.assert_close(mlp(x), _layer_by_layer(mlp, x))
+    torch.testing.assert_close(mlp(x), _reference_output(mlp, x))
     mlp.set_out_mask(1, torch.tensor([False, True]))
-    torch.testing.assert_close(mlp(x), _layer_by_layer(mlp, x))
+    torch.testing.assert_close(mlp(x), _reference_output(mlp, x))
     mlp.layers[0].in_mask[2] = False  # the first layer's input mask, tied to nothing
-    torch.testing.assert_close(mlp(x), _layer_by_layer(mlp, x))
+    torch.testing.assert_close(mlp(x), _reference_output(mlp, x))
     mlp.layers[0].in_mask.data = torch.tensor([True, True, True, False])  # new storage, same tensor
-    torch.testing.assert_close(mlp(x), _layer_by_layer(mlp, x))
+    torch.testing.assert_close(mlp(x), _reference_output(mlp, x))
     mlp.layers[0].in_mask = torch.tensor([True, True, False, True])  # a new tensor
-    torch.testing.assert_close(mlp(x), _layer_by_layer(mlp, x))
+    torch.testing.assert_close(mlp(x), _reference_output(mlp, x))
     mlp.layers[0].out_mask.data = torch.tensor([False, True, True])  # the tied mask, new storage
-    torch.testing.assert_close(mlp(x), _layer_by_layer(mlp, x))
+    torch.testing.assert_close(mlp(x), _reference_output(mlp, x))
     y = mlp(x)
     x_changed = x.clone()
     x_changed[:, 8:12] = 1e6  # channels of the inactive input block
@@ -83,7 +83,7 @@ def test_parameter_dtype_attribute_and_layer_changes_are_seen():
     mlp(x)
     mlp.layers[1] = SparseLinear(12, 8, block_size=4, activation="relu")  # untied: it reads a full-size input
     mlp.layers[0].packed_out = False
-    torch.testing.assert_close(mlp(x), _layer_by_layer(mlp, x))
+    torch.testing.assert_close(mlp(x), _reference_output(mlp, x))
     mlp.layers[2].weight = torch.nn.Parameter(torch.zeros(4, 8))
     torch.testing.assert_close(mlp(x), mlp.layers[2].bias.expand(5, 4).detach())
     mlp.layers[2].activation = "relu"
