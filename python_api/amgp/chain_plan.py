@@ -26,8 +26,9 @@ def chain_key(layers, x):
     """Everything the layers' thin paths would check on this call, read once, as a list of plain values
     (parameters by id, masks by storage address: a ChainPlan holds them, so neither is reused while it lives);
     None when the chain must go layer by layer (hooks, tracing, a tensor subclass). A mask is keyed by its
-    storage and version, as SparseLinear.refresh_indices keys it, so an in-place edit is noticed; a mask tied to
-    the previous layer's output mask is read once."""
+    storage address and version, so an in-place edit is noticed as SparseLinear.refresh_indices notices it (which
+    also keys the device: a mask on another device has another address); a mask tied to the previous layer's
+    output mask is read once."""
     if type(x) is not torch.Tensor or any(_GLOBAL_HOOKS) or torch._C._get_tracing_state():
         return None
     key = [x.dtype, x.device, x.shape[-1:], amgp_kernels.get_backend()]
